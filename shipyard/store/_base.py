@@ -1,0 +1,269 @@
+"""The one storage interface for metadata.
+
+Contract (every implementation, checked by :mod:`shipyard.testing.store_conformance`):
+
+* **Thread safety.** One store object may be used from many threads at once.
+  Several processes may share one database (SQLite included): writes are
+  serialized by the backend and retried on lock contention, so callers never
+  see "database is locked".
+* **Immutability.** Returned entities are frozen (:mod:`shipyard.types`); they
+  are snapshots and never change after they are returned.
+* **Missing ids** raise :class:`~shipyard.errors.NotFoundError` naming the id.
+  Bad arguments raise :class:`~shipyard.errors.InvalidArgumentError`; a name
+  that is taken or a param re-logged with another value raises
+  :class:`~shipyard.errors.ConflictError`; writing to a deleted run raises
+  :class:`~shipyard.errors.StateError`. A failed call changes nothing.
+* **Backend failures** raise :class:`~shipyard.errors.StoreError` chained to
+  the original exception.
+* **Metrics** are ingested as columns (:class:`~shipyard.types.MetricSeries`).
+  Steps may arrive out of order; all points are kept (NaN and inf included).
+  History comes back ordered by step, then by order of logging. Timestamps are
+  kept to the millisecond (every store rounds them the same way).
+
+Later capabilities (datasets, models, registry, checkpoints) extend the
+interface by adding sections like the tracking one below, each with its own
+conformance tests, so a backend implements the whole platform or fails loudly
+at construction (ABC) -- no silently missing methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shipyard.errors import NotFoundError
+from shipyard.types import (
+    Artifact,
+    Experiment,
+    Lifecycle,
+    MetricSeries,
+    Page,
+    ParamValue,
+    Project,
+    Run,
+    RunStatus,
+)
+
+__all__ = ["DEFAULT_PROJECT", "Store"]
+
+DEFAULT_PROJECT = "default"
+
+
+class Store(abc.ABC):
+    """Metadata store: projects, experiments, runs, params, tags, metrics, artifacts."""
+
+    #: The URI this store was opened from (``sqlite:///...``, ``memory:``...).
+    uri: str = ""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing
+        """Release connections. The store must not be used afterwards."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- projects ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_project(self, name: str, description: str = "") -> Project:
+        """Create a project. ConflictError if the name is taken."""
+
+    @abc.abstractmethod
+    def get_project(self, project_id: str) -> Project: ...
+
+    @abc.abstractmethod
+    def get_project_by_name(self, name: str) -> Project: ...
+
+    @abc.abstractmethod
+    def list_projects(self) -> list[Project]:
+        """All projects, ordered by name."""
+
+    # -- experiments ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_experiment(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        experiment_id: str | None = None,
+    ) -> Experiment:
+        """Create an experiment in a project. ConflictError if the project already
+        has one of that name (deleted ones included: restore or rename it)."""
+
+    @abc.abstractmethod
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+
+    @abc.abstractmethod
+    def get_experiment_by_name(self, project_id: str, name: str) -> Experiment: ...
+
+    @abc.abstractmethod
+    def list_experiments(
+        self, project_id: str | None = None, *, include_deleted: bool = False
+    ) -> list[Experiment]:
+        """Experiments ordered by creation time, oldest first."""
+
+    @abc.abstractmethod
+    def update_experiment(
+        self,
+        experiment_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        lifecycle: Lifecycle | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Experiment:
+        """Change the given fields; ``tags`` are merged into the existing ones."""
+
+    # -- runs -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        start_time: float | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+        user: str = "",
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+        process: str | None = None,
+    ) -> Run:
+        """Create a run. ``run_id`` lets a client choose the id (offline sync);
+        creating an id that exists raises ConflictError. StateError if the
+        experiment is deleted."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> Run: ...
+
+    @abc.abstractmethod
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        end_time: float | None = None,
+        name: str | None = None,
+        lifecycle: Lifecycle | None = None,
+        heartbeat_time: float | None = None,
+        process: str | None = None,
+        code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Change the given fields (``None`` leaves a field as it is)."""
+
+    @abc.abstractmethod
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> Page[Run]:
+        """Runs matching a filter (grammar in :mod:`shipyard.store._filter`), in the
+        given order (default: newest first), one page at a time."""
+
+    @abc.abstractmethod
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Sequence[MetricSeries] = (),
+    ) -> None:
+        """Write params, tags and metric points atomically: all or nothing.
+
+        A param already logged with a different value raises ConflictError; the
+        same value again is a no-op. Tags overwrite.
+        """
+
+    @abc.abstractmethod
+    def delete_tag(self, run_id: str, key: str) -> None:
+        """Remove a tag; NotFoundError if the run has no such tag."""
+
+    @abc.abstractmethod
+    def get_metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None
+    ) -> MetricSeries:
+        """All points of a metric ordered by (step, time). With ``max_points``, a
+        downsample that keeps the first and last point and each bucket's min and
+        max, so spikes survive (see :func:`shipyard.store.downsample`).
+        NotFoundError if the run has no such metric."""
+
+    @abc.abstractmethod
+    def log_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None:
+        """Record artifacts (already in the blob store); a path logged again is
+        replaced."""
+
+    @abc.abstractmethod
+    def list_artifacts(self, run_id: str) -> list[Artifact]:
+        """Artifacts of a run ordered by path."""
+
+    # -- conveniences derived from the core -------------------------------------
+
+    def get_or_create_project(self, name: str) -> Project:
+        try:
+            return self.get_project_by_name(name)
+        except NotFoundError:
+            from shipyard.errors import ConflictError
+
+            try:
+                return self.create_project(name)
+            except ConflictError:  # another process won the race
+                return self.get_project_by_name(name)
+
+    def get_or_create_experiment(self, project_id: str, name: str) -> Experiment:
+        try:
+            return self.get_experiment_by_name(project_id, name)
+        except NotFoundError:
+            from shipyard.errors import ConflictError
+
+            try:
+                return self.create_experiment(project_id, name)
+            except ConflictError:
+                return self.get_experiment_by_name(project_id, name)
+
+    def log_param(self, run_id: str, key: str, value: ParamValue) -> None:
+        self.log_batch(run_id, params={key: value})
+
+    def log_params(self, run_id: str, params: Mapping[str, ParamValue]) -> None:
+        self.log_batch(run_id, params=params)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.log_batch(run_id, tags={key: value})
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.log_batch(run_id, tags=tags)
+
+    def log_metrics(self, run_id: str, metrics: Sequence[MetricSeries]) -> None:
+        self.log_batch(run_id, metrics=metrics)
+
+    def iter_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        *,
+        page_size: int = 1000,
+    ) -> Any:
+        """Every matching run, fetching page after page."""
+        token: str | None = None
+        while True:
+            page = self.search_runs(experiment_ids, filter, order_by, page_size, token)
+            yield from page.items
+            token = page.next_page_token
+            if token is None:
+                return

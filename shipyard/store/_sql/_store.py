@@ -1,0 +1,586 @@
+"""The SQL store: SQLite (embedded default) and PostgreSQL, one code path."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from shipyard._util import FrozenDict, new_id, now
+from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
+from shipyard.store._base import Store
+from shipyard.store._columns import check_series
+from shipyard.store._downsample import downsample
+from shipyard.store._sql import _metrics
+from shipyard.store._sql import _schema as t
+from shipyard.store._sql._engine import make_engine, migrate, read, run_write
+from shipyard.types import (
+    Artifact,
+    Experiment,
+    Lifecycle,
+    MetricSeries,
+    Page,
+    ParamValue,
+    Project,
+    Run,
+    RunStatus,
+    same_param,
+)
+from shipyard.validation import (
+    check_id,
+    check_key,
+    check_name,
+    check_params,
+    check_tags,
+    describe,
+)
+
+__all__ = ["SqlStore"]
+
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _shared_engine(uri: str) -> Engine:
+    """One engine (pool) per URI per process; migrated on first use."""
+    with _engines_lock:
+        engine = _engines.get(uri)
+        if engine is None:
+            engine = make_engine(uri)
+            migrate(engine, uri)
+            _engines[uri] = engine
+        return engine
+
+
+def _param_row(value: ParamValue) -> tuple[str, str, float | None]:
+    if value is None:
+        return "null", "null", None
+    if isinstance(value, bool):
+        return "bool", "true" if value else "false", None
+    if isinstance(value, int):
+        return "int", str(value), float(value)
+    if isinstance(value, float):
+        return "float", repr(value), None if math.isnan(value) else value
+    return "str", value, None
+
+
+def _param_value(vtype: str, text: str) -> ParamValue:
+    if vtype == "null":
+        return None
+    if vtype == "bool":
+        return text == "true"
+    if vtype == "int":
+        return int(text)
+    if vtype == "float":
+        return float(text)
+    return text
+
+
+def _dumps(value: Mapping[str, Any] | None) -> str:
+    return json.dumps(dict(value or {}), sort_keys=True, default=str, allow_nan=True)
+
+
+def _loads(text: str) -> FrozenDict[str, Any]:
+    return FrozenDict(json.loads(text or "{}"))
+
+
+class SqlStore(Store):
+    """:class:`Store` over SQLAlchemy 2 (``sqlite:///path`` or ``postgresql://...``)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._engine = _shared_engine(uri)
+        self._pg = self._engine.dialect.name == "postgresql"
+
+    # -- projects ---------------------------------------------------------------
+
+    def create_project(self, name: str, description: str = "") -> Project:
+        check_name(name, "project name")
+        project = Project(new_id(), name, description, now())
+
+        def write(conn: Connection) -> None:
+            if conn.execute(sa.select(t.projects.c.id).where(t.projects.c.name == name)).first():
+                raise ConflictError(f"a project named {name!r} already exists")
+            conn.execute(sa.insert(t.projects).values(**_project_row(project)))
+
+        run_write(self._engine, write, retry_integrity=False)
+        return project
+
+    def get_project(self, project_id: str) -> Project:
+        with read(self._engine) as conn:
+            row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).first()
+        if row is None:
+            raise NotFoundError(f"project {project_id!r} not found")
+        return Project(row.id, row.name, row.description, row.created_at)
+
+    def get_project_by_name(self, name: str) -> Project:
+        with read(self._engine) as conn:
+            row = conn.execute(sa.select(t.projects).where(t.projects.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"project {name!r} not found; create it or check the name")
+        return Project(row.id, row.name, row.description, row.created_at)
+
+    def list_projects(self) -> list[Project]:
+        with read(self._engine) as conn:
+            rows = conn.execute(sa.select(t.projects).order_by(t.projects.c.name)).all()
+        return [Project(r.id, r.name, r.description, r.created_at) for r in rows]
+
+    # -- experiments ------------------------------------------------------------
+
+    def create_experiment(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        experiment_id: str | None = None,
+    ) -> Experiment:
+        check_name(name, "experiment name")
+        tag_map = check_tags(tags or {})
+        exp_id = new_id() if experiment_id is None else check_id(experiment_id, "experiment id")
+        exp = Experiment(exp_id, project_id, name, description, FrozenDict(tag_map), created_at=now())
+
+        def write(conn: Connection) -> None:
+            if not conn.execute(
+                sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
+            ).first():
+                raise NotFoundError(f"project {project_id!r} not found")
+            clash = conn.execute(
+                sa.select(t.experiments.c.id, t.experiments.c.lifecycle).where(
+                    t.experiments.c.project_id == project_id, t.experiments.c.name == name
+                )
+            ).first()
+            if clash is not None:
+                hint = " (it is deleted: restore or rename it)" if clash.lifecycle == "deleted" else ""
+                raise ConflictError(f"an experiment named {name!r} already exists{hint}")
+            if conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.id == exp_id)).first():
+                raise ConflictError(f"an experiment with id {exp_id} already exists")
+            conn.execute(
+                sa.insert(t.experiments).values(
+                    id=exp.id,
+                    project_id=project_id,
+                    name=name,
+                    description=description,
+                    lifecycle=exp.lifecycle.value,
+                    created_at=exp.created_at,
+                )
+            )
+            if tag_map:
+                conn.execute(
+                    sa.insert(t.experiment_tags),
+                    [{"experiment_id": exp.id, "key": k, "value": v} for k, v in tag_map.items()],
+                )
+
+        run_write(self._engine, write, retry_integrity=False)
+        return exp
+
+    def _experiment(self, conn: Connection, row: Any) -> Experiment:
+        tag_rows = conn.execute(
+            sa.select(t.experiment_tags.c.key, t.experiment_tags.c.value).where(
+                t.experiment_tags.c.experiment_id == row.id
+            )
+        ).all()
+        return Experiment(
+            id=row.id,
+            project_id=row.project_id,
+            name=row.name,
+            description=row.description,
+            tags=FrozenDict({r.key: r.value for r in tag_rows}),
+            lifecycle=Lifecycle(row.lifecycle),
+            created_at=row.created_at,
+        )
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        with read(self._engine) as conn:
+            row = conn.execute(
+                sa.select(t.experiments).where(t.experiments.c.id == experiment_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"experiment {experiment_id!r} not found; list them with "
+                    "'shipyard experiments list'"
+                )
+            return self._experiment(conn, row)
+
+    def get_experiment_by_name(self, project_id: str, name: str) -> Experiment:
+        with read(self._engine) as conn:
+            row = conn.execute(
+                sa.select(t.experiments).where(
+                    t.experiments.c.project_id == project_id, t.experiments.c.name == name
+                )
+            ).first()
+            if row is None:
+                raise NotFoundError(
+                    f"experiment {name!r} not found; list them with 'shipyard experiments list'"
+                )
+            return self._experiment(conn, row)
+
+    def list_experiments(
+        self, project_id: str | None = None, *, include_deleted: bool = False
+    ) -> list[Experiment]:
+        query = sa.select(t.experiments).order_by(t.experiments.c.created_at, t.experiments.c.id)
+        if project_id is not None:
+            query = query.where(t.experiments.c.project_id == project_id)
+        if not include_deleted:
+            query = query.where(t.experiments.c.lifecycle == Lifecycle.ACTIVE.value)
+        with read(self._engine) as conn:
+            return [self._experiment(conn, r) for r in conn.execute(query).all()]
+
+    def update_experiment(
+        self,
+        experiment_id: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        lifecycle: Lifecycle | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Experiment:
+        if name is not None:
+            check_name(name, "experiment name")
+        tag_map = check_tags(tags or {})
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = name
+        if description is not None:
+            values["description"] = description
+        if lifecycle is not None:
+            values["lifecycle"] = Lifecycle(lifecycle).value
+
+        def write(conn: Connection) -> None:
+            row = conn.execute(
+                sa.select(t.experiments).where(t.experiments.c.id == experiment_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"experiment {experiment_id!r} not found")
+            if name is not None and name != row.name:
+                if conn.execute(
+                    sa.select(t.experiments.c.id).where(
+                        t.experiments.c.project_id == row.project_id, t.experiments.c.name == name
+                    )
+                ).first():
+                    raise ConflictError(f"an experiment named {name!r} already exists")
+            if values:
+                conn.execute(
+                    sa.update(t.experiments).where(t.experiments.c.id == experiment_id).values(**values)
+                )
+            for k, v in tag_map.items():
+                _upsert(conn, t.experiment_tags, {"experiment_id": experiment_id, "key": k}, {"value": v})
+
+        run_write(self._engine, write, retry_integrity=True)
+        return self.get_experiment(experiment_id)
+
+    # -- runs -------------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        *,
+        run_id: str | None = None,
+        name: str | None = None,
+        start_time: float | None = None,
+        status: RunStatus = RunStatus.RUNNING,
+        user: str = "",
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+        process: str | None = None,
+    ) -> Run:
+        rid = new_id() if run_id is None else check_id(run_id)
+        run_name = rid[-8:] if name is None else check_name(name, "run name")
+        tag_map = check_tags(tags or {})
+        status = RunStatus(status)
+        started = now() if start_time is None else float(start_time)
+
+        def write(conn: Connection) -> None:
+            exp = conn.execute(
+                sa.select(t.experiments.c.lifecycle).where(t.experiments.c.id == experiment_id)
+            ).first()
+            if exp is None:
+                raise NotFoundError(f"experiment {experiment_id!r} not found")
+            if exp.lifecycle != Lifecycle.ACTIVE.value:
+                raise StateError(
+                    f"experiment {experiment_id} is deleted; restore it before adding runs"
+                )
+            if conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == rid)).first():
+                raise ConflictError(f"a run with id {rid} already exists")
+            conn.execute(
+                sa.insert(t.runs).values(
+                    id=rid,
+                    experiment_id=experiment_id,
+                    name=run_name,
+                    status=status.value,
+                    start_time=started,
+                    end_time=None,
+                    user=user,
+                    lifecycle=Lifecycle.ACTIVE.value,
+                    parent_run_id=parent_run_id,
+                    code=_dumps(code),
+                    environment=_dumps(environment),
+                    process=process,
+                    heartbeat_time=started if status is RunStatus.RUNNING else None,
+                )
+            )
+            if tag_map:
+                conn.execute(
+                    sa.insert(t.tags), [{"run_id": rid, "key": k, "value": v} for k, v in tag_map.items()]
+                )
+
+        run_write(self._engine, write, retry_integrity=False)
+        return self.get_run(rid)
+
+    def get_run(self, run_id: str) -> Run:
+        with read(self._engine) as conn:
+            runs = self._load_runs(conn, [run_id])
+        if not runs:
+            raise NotFoundError(
+                f"run {run_id!r} not found; list runs with 'shipyard runs list'"
+            )
+        return runs[0]
+
+    def _load_runs(self, conn: Connection, run_ids: list[str]) -> list[Run]:
+        """Full runs for ids, in the given order (missing ids are skipped)."""
+        if not run_ids:
+            return []
+        rows: dict[str, Any] = {}
+        params: dict[str, dict[str, ParamValue]] = {r: {} for r in run_ids}
+        tags: dict[str, dict[str, str]] = {r: {} for r in run_ids}
+        for chunk in _metrics._chunks(run_ids):
+            for row in conn.execute(sa.select(t.runs).where(t.runs.c.id.in_(chunk))):
+                rows[row.id] = row
+            for row in conn.execute(
+                sa.select(t.params.c.run_id, t.params.c.key, t.params.c.value_type, t.params.c.value_text)
+                .where(t.params.c.run_id.in_(chunk))
+            ):
+                params[row.run_id][row.key] = _param_value(row.value_type, row.value_text)
+            for row in conn.execute(sa.select(t.tags).where(t.tags.c.run_id.in_(chunk))):
+                tags[row.run_id][row.key] = row.value
+        summaries = _metrics.summaries(conn, list(rows))
+        out = []
+        for rid in run_ids:
+            row = rows.get(rid)
+            if row is None:
+                continue
+            out.append(
+                Run(
+                    id=row.id,
+                    experiment_id=row.experiment_id,
+                    name=row.name,
+                    status=RunStatus(row.status),
+                    start_time=row.start_time,
+                    end_time=row.end_time,
+                    user=row.user,
+                    lifecycle=Lifecycle(row.lifecycle),
+                    parent_run_id=row.parent_run_id,
+                    params=FrozenDict(params[rid]),
+                    tags=FrozenDict(tags[rid]),
+                    summaries=FrozenDict(summaries.get(rid, {})),
+                    code=_loads(row.code),
+                    environment=_loads(row.environment),
+                    process=row.process,
+                    heartbeat_time=row.heartbeat_time,
+                )
+            )
+        return out
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        end_time: float | None = None,
+        name: str | None = None,
+        lifecycle: Lifecycle | None = None,
+        heartbeat_time: float | None = None,
+        process: str | None = None,
+        code: Mapping[str, Any] | None = None,
+        environment: Mapping[str, Any] | None = None,
+    ) -> Run:
+        values: dict[str, Any] = {}
+        if status is not None:
+            values["status"] = RunStatus(status).value
+        if end_time is not None:
+            values["end_time"] = float(end_time)
+        if name is not None:
+            values["name"] = check_name(name, "run name")
+        if lifecycle is not None:
+            values["lifecycle"] = Lifecycle(lifecycle).value
+        if heartbeat_time is not None:
+            values["heartbeat_time"] = float(heartbeat_time)
+        if process is not None:
+            values["process"] = process
+        if code is not None:
+            values["code"] = _dumps(code)
+        if environment is not None:
+            values["environment"] = _dumps(environment)
+
+        def write(conn: Connection) -> None:
+            result = conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(**values))
+            if result.rowcount == 0:
+                raise NotFoundError(f"run {run_id!r} not found")
+
+        if values:
+            run_write(self._engine, write)
+        return self.get_run(run_id)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str] | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> Page[Run]:
+        from shipyard.store._sql._query import search
+
+        with read(self._engine) as conn:
+            ids, token = search(
+                conn, experiment_ids, filter, order_by, max_results, page_token, include_deleted
+            )
+            return Page(tuple(self._load_runs(conn, ids)), token)
+
+    # -- logging ----------------------------------------------------------------
+
+    def _check_run_writable(self, conn: Connection, run_id: str) -> None:
+        row = conn.execute(sa.select(t.runs.c.lifecycle).where(t.runs.c.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} not found; list runs with 'shipyard runs list'")
+        if row.lifecycle != Lifecycle.ACTIVE.value:
+            raise StateError(f"run {run_id} is deleted; restore it before logging to it")
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, ParamValue] | None = None,
+        tags: Mapping[str, str] | None = None,
+        metrics: Sequence[MetricSeries] = (),
+    ) -> None:
+        param_map = check_params(params or {})
+        tag_map = check_tags(tags or {})
+        series = [check_series(s) for s in metrics]
+
+        def write(conn: Connection) -> None:
+            self._check_run_writable(conn, run_id)
+            if param_map:
+                existing = {
+                    r.key: _param_value(r.value_type, r.value_text)
+                    for r in conn.execute(
+                        sa.select(t.params.c.key, t.params.c.value_type, t.params.c.value_text).where(
+                            t.params.c.run_id == run_id, t.params.c.key.in_(list(param_map))
+                        )
+                    )
+                }
+                new_rows = []
+                for k, v in param_map.items():
+                    if k in existing:
+                        if not same_param(existing[k], v):
+                            raise ConflictError(
+                                f"param {k!r} of run {run_id} is already {existing[k]!r}; "
+                                f"cannot change it to {v!r} (params are immutable: log a new "
+                                "key or start a new run)"
+                            )
+                        continue
+                    vtype, text, num = _param_row(v)
+                    new_rows.append(
+                        {"run_id": run_id, "key": k, "value_type": vtype, "value_text": text, "value_num": num}
+                    )
+                if new_rows:
+                    conn.execute(sa.insert(t.params), new_rows)
+            for k, v in tag_map.items():
+                _upsert(conn, t.tags, {"run_id": run_id, "key": k}, {"value": v})
+            for s in series:
+                _metrics.ingest(conn, run_id, s, for_update=self._pg)
+
+        if param_map or tag_map or series:
+            run_write(self._engine, write)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        check_key(key, "tag key")
+
+        def write(conn: Connection) -> None:
+            self._check_run_writable(conn, run_id)
+            result = conn.execute(sa.delete(t.tags).where(t.tags.c.run_id == run_id, t.tags.c.key == key))
+            if result.rowcount == 0:
+                raise NotFoundError(f"run {run_id} has no tag {key!r}")
+
+        run_write(self._engine, write)
+
+    def get_metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None
+    ) -> MetricSeries:
+        if max_points is not None and (not isinstance(max_points, int) or max_points < 2):
+            raise InvalidArgumentError(
+                f"max_points: expected an integer of at least 2, got {describe(max_points)}"
+            )
+        with read(self._engine) as conn:
+            series = _metrics.history(conn, run_id, key)
+            if series is None:
+                if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
+                    raise NotFoundError(f"run {run_id!r} not found")
+                raise NotFoundError(f"run {run_id} has no metric {key!r}")
+        if max_points is not None and len(series) > max_points:
+            steps, values, times = downsample(series.steps, series.values, series.timestamps, max_points)
+            series = MetricSeries(key, steps, values, times, total=len(series))
+        for arr in (series.steps, series.values, series.timestamps):
+            arr.flags.writeable = False
+        return series
+
+    def log_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None:
+        rows = []
+        for a in artifacts:
+            if not isinstance(a, Artifact):
+                raise InvalidArgumentError(f"expected Artifact entries, got {describe(a)}")
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "path": a.path,
+                    "digest": a.digest,
+                    "size": a.size,
+                    "kind": a.kind,
+                    "created_at": a.created_at or now(),
+                }
+            )
+
+        def write(conn: Connection) -> None:
+            self._check_run_writable(conn, run_id)
+            for row in rows:
+                conn.execute(
+                    sa.delete(t.artifacts).where(
+                        t.artifacts.c.run_id == run_id, t.artifacts.c.path == row["path"]
+                    )
+                )
+            if rows:
+                conn.execute(sa.insert(t.artifacts), rows)
+
+        run_write(self._engine, write)
+
+    def list_artifacts(self, run_id: str) -> list[Artifact]:
+        with read(self._engine) as conn:
+            if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
+                raise NotFoundError(f"run {run_id!r} not found")
+            rows = conn.execute(
+                sa.select(t.artifacts).where(t.artifacts.c.run_id == run_id).order_by(t.artifacts.c.path)
+            ).all()
+        return [Artifact(r.path, r.digest, int(r.size), r.kind, r.created_at) for r in rows]
+
+
+def _project_row(p: Project) -> dict[str, Any]:
+    return {"id": p.id, "name": p.name, "description": p.description, "created_at": p.created_at}
+
+
+def _upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(table).values(**keys, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))

@@ -1,0 +1,190 @@
+"""Checks on user input, shared by every layer and every store.
+
+Each failure is an :class:`~shipyard.errors.InvalidArgumentError` whose message
+has one shape: what was wrong, what was expected, what was received.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from shipyard.errors import InvalidArgumentError
+from shipyard.types import ParamValue
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "MAX_NAME_LENGTH",
+    "MAX_PARAM_LENGTH",
+    "MAX_TAG_LENGTH",
+    "check_id",
+    "check_key",
+    "check_name",
+    "check_param_value",
+    "check_params",
+    "check_step",
+    "check_tag_value",
+    "check_tags",
+    "check_value",
+    "describe",
+]
+
+MAX_KEY_LENGTH = 250
+MAX_NAME_LENGTH = 256
+MAX_PARAM_LENGTH = 6000
+MAX_TAG_LENGTH = 8000
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_KEY_RE = re.compile(r"[A-Za-z0-9_\-. /:]+")
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def describe(value: object, limit: int = 60) -> str:
+    """A short, safe rendering of a bad value for an error message."""
+    text = repr(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return f"{text} ({type(value).__name__})"
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """A metric, param or tag key: 1-250 of letters, digits, ``_ - . / : space``,
+    not a path that climbs (``..``) or starts with ``/``."""
+    if not isinstance(key, str):
+        raise InvalidArgumentError(f"invalid {what}: expected a string, got {describe(key)}")
+    if (
+        not 0 < len(key) <= MAX_KEY_LENGTH
+        or _KEY_RE.fullmatch(key) is None
+        or key.startswith("/")
+        or ".." in key.split("/")
+    ):
+        raise InvalidArgumentError(
+            f"invalid {what} {describe(key)}: expected 1 to {MAX_KEY_LENGTH} characters of "
+            "letters, digits, '_', '-', '.', '/', ':' and spaces, not starting with '/' "
+            "and without '..' segments; rename it, e.g. 'val/loss'"
+        )
+    return key
+
+
+def check_name(name: object, what: str = "name") -> str:
+    """A human name (project, experiment, run): 1-256 printable characters."""
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"invalid {what}: expected a string, got {describe(name)}")
+    if not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise InvalidArgumentError(
+            f"invalid {what} {describe(name)}: expected 1 to {MAX_NAME_LENGTH} printable "
+            "characters, not only spaces"
+        )
+    return name
+
+
+def check_id(value: object, what: str = "run id") -> str:
+    """An id made by Shipyard: 32 lowercase hex digits."""
+    if not isinstance(value, str) or _ID_RE.fullmatch(value) is None:
+        raise InvalidArgumentError(
+            f"invalid {what}: expected 32 lowercase hex digits (as printed by "
+            f"'shipyard runs list'), got {describe(value)}"
+        )
+    return value
+
+
+def check_value(value: object, key: str = "") -> float:
+    """A metric value: anything ``float()`` accepts that is a number (NaN and inf
+    are kept); a one-element tensor or NumPy scalar works."""
+    if type(value) is float:
+        return value
+    if isinstance(value, str | bytes) or value is None:
+        raise InvalidArgumentError(
+            f"invalid value for metric {key!r}: expected a number, got {describe(value)}"
+        )
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise InvalidArgumentError(
+            f"invalid value for metric {key!r}: expected a number (int, float, NumPy "
+            f"scalar or one-element tensor), got {describe(value)}"
+        ) from e
+
+
+def check_step(step: object, key: str = "") -> int:
+    """A step: an integer in int64 range (NumPy integers work; floats that are whole
+    numbers are accepted, others are refused rather than silently truncated)."""
+    if type(step) is int:
+        result = step
+    elif isinstance(step, bool) or step is None:
+        raise InvalidArgumentError(
+            f"invalid step for metric {key!r}: expected an integer, got {describe(step)}"
+        )
+    elif isinstance(step, float):
+        if not step.is_integer():
+            raise InvalidArgumentError(
+                f"invalid step for metric {key!r}: expected an integer, got {describe(step)}"
+            )
+        result = int(step)
+    else:
+        try:
+            result = int(step.__index__())  # type: ignore[attr-defined]
+        except (AttributeError, TypeError) as e:
+            raise InvalidArgumentError(
+                f"invalid step for metric {key!r}: expected an integer, got {describe(step)}"
+            ) from e
+    if not INT64_MIN <= result <= INT64_MAX:
+        raise InvalidArgumentError(
+            f"invalid step for metric {key!r}: expected a 64-bit integer, got {result}"
+        )
+    return result
+
+
+def check_param_value(key: str, value: object) -> ParamValue:
+    """A param value keeps its JSON type: str, int, float, bool or None.
+
+    NumPy scalars become their Python equivalents; other objects are refused
+    rather than stringified, so ``params.lr < 0.1`` always compares numbers.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not INT64_MIN <= value <= INT64_MAX:
+                return str(value)
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_PARAM_LENGTH:
+            raise InvalidArgumentError(
+                f"param {key!r} is too long: expected at most {MAX_PARAM_LENGTH} characters, "
+                f"got {len(value)}; log large values as an artifact instead"
+            )
+        return value
+    item = getattr(value, "item", None)  # NumPy scalar / 0-d array
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return check_param_value(key, item())
+    raise InvalidArgumentError(
+        f"invalid value for param {key!r}: expected str, int, float, bool or None, got "
+        f"{describe(value)}; convert it, e.g. str(value)"
+    )
+
+
+def check_tag_value(key: str, value: object) -> str:
+    """A tag value: a string of at most 8000 characters."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(
+            f"invalid value for tag {key!r}: expected a string, got {describe(value)}"
+        )
+    if len(value) > MAX_TAG_LENGTH:
+        raise InvalidArgumentError(
+            f"tag {key!r} is too long: expected at most {MAX_TAG_LENGTH} characters, "
+            f"got {len(value)}; log large values as an artifact instead"
+        )
+    return value
+
+
+def check_params(params: Mapping[str, Any]) -> dict[str, ParamValue]:
+    if not isinstance(params, Mapping):
+        raise InvalidArgumentError(f"params: expected a mapping, got {describe(params)}")
+    return {check_key(k, "param key"): check_param_value(k, v) for k, v in params.items()}
+
+
+def check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    if not isinstance(tags, Mapping):
+        raise InvalidArgumentError(f"tags: expected a mapping, got {describe(tags)}")
+    return {check_key(k, "tag key"): check_tag_value(k, v) for k, v in tags.items()}
+
