@@ -18,6 +18,8 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PARAM_LENGTH",
     "MAX_TAG_LENGTH",
+    "check_artifact_path",
+    "check_digest",
     "check_id",
     "check_key",
     "check_name",
@@ -143,10 +145,12 @@ def check_param_value(key: str, value: object) -> ParamValue:
     rather than stringified, so ``params.lr < 0.1`` always compares numbers.
     """
     if value is None or isinstance(value, bool | int | float):
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not INT64_MIN <= value <= INT64_MAX:
-                return str(value)
-        return value
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            value = int(value)  # drop int subclasses (enums, NumPy types)
+            return value if INT64_MIN <= value <= INT64_MAX else str(value)
+        return value if type(value) is float or value is None else float(value)
     if isinstance(value, str):
         if len(value) > MAX_PARAM_LENGTH:
             raise InvalidArgumentError(
@@ -177,6 +181,39 @@ def check_tag_value(key: str, value: object) -> str:
     return value
 
 
+_DIGEST_RE = re.compile(r"[0-9a-f]{64}")
+MAX_PATH_LENGTH = 1024
+
+
+def check_artifact_path(path: object) -> str:
+    """A relative POSIX path inside a run: no leading '/', no '.' or '..' segments."""
+    if not isinstance(path, str):
+        raise InvalidArgumentError(
+            f"invalid artifact path: expected a string, got {describe(path)}"
+        )
+    if (
+        not 0 < len(path) <= MAX_PATH_LENGTH
+        or path.startswith("/")
+        or "\\" in path
+        or not path.isprintable()
+        or any(part in ("", ".", "..") for part in path.split("/"))
+    ):
+        raise InvalidArgumentError(
+            f"invalid artifact path {describe(path)}: expected a relative path of 1 to "
+            f"{MAX_PATH_LENGTH} characters like 'plots/roc.png', without '.' or '..' segments"
+        )
+    return path
+
+
+def check_digest(digest: object) -> str:
+    """A BLAKE3 digest: 64 lowercase hex digits."""
+    if not isinstance(digest, str) or _DIGEST_RE.fullmatch(digest) is None:
+        raise InvalidArgumentError(
+            f"invalid blob digest: expected 64 lowercase hex digits, got {describe(digest)}"
+        )
+    return digest
+
+
 def check_params(params: Mapping[str, Any]) -> dict[str, ParamValue]:
     if not isinstance(params, Mapping):
         raise InvalidArgumentError(f"params: expected a mapping, got {describe(params)}")
@@ -187,4 +224,3 @@ def check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(tags, Mapping):
         raise InvalidArgumentError(f"tags: expected a mapping, got {describe(tags)}")
     return {check_key(k, "tag key"): check_tag_value(k, v) for k, v in tags.items()}
-

@@ -32,7 +32,7 @@ import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shipyard.errors import NotFoundError
+from shipyard.errors import ConflictError, NotFoundError
 from shipyard.types import (
     Artifact,
     Experiment,
@@ -218,8 +218,6 @@ class Store(abc.ABC):
         try:
             return self.get_project_by_name(name)
         except NotFoundError:
-            from shipyard.errors import ConflictError
-
             try:
                 return self.create_project(name)
             except ConflictError:  # another process won the race
@@ -229,8 +227,6 @@ class Store(abc.ABC):
         try:
             return self.get_experiment_by_name(project_id, name)
         except NotFoundError:
-            from shipyard.errors import ConflictError
-
             try:
                 return self.create_experiment(project_id, name)
             except ConflictError:

@@ -94,12 +94,21 @@ class TrackingClient:
     # -- experiments ------------------------------------------------------------
 
     def project_id(self, project: str | None = None) -> str:
-        return self.store.get_or_create_project(project or self.settings.project or DEFAULT_PROJECT).id
+        return self.store.get_or_create_project(
+            project or self.settings.project or DEFAULT_PROJECT
+        ).id
 
     def create_experiment(
-        self, name: str, *, description: str = "", tags: Mapping[str, str] | None = None, project: str | None = None
+        self,
+        name: str,
+        *,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        project: str | None = None,
     ) -> Experiment:
-        return self.store.create_experiment(self.project_id(project), name, description=description, tags=tags)
+        return self.store.create_experiment(
+            self.project_id(project), name, description=description, tags=tags
+        )
 
     def get_experiment(self, name_or_id: str, *, project: str | None = None) -> Experiment:
         """An experiment by name (in the project) or by id."""
@@ -120,13 +129,15 @@ class TrackingClient:
         if exp.lifecycle is Lifecycle.DELETED:
             from shipyard.errors import StateError
 
-            raise StateError(
-                f"experiment {name!r} is deleted; restore it or choose another name"
-            )
+            raise StateError(f"experiment {name!r} is deleted; restore it or choose another name")
         return exp
 
-    def list_experiments(self, *, project: str | None = None, include_deleted: bool = False) -> list[Experiment]:
-        return self.store.list_experiments(self.project_id(project), include_deleted=include_deleted)
+    def list_experiments(
+        self, *, project: str | None = None, include_deleted: bool = False
+    ) -> list[Experiment]:
+        return self.store.list_experiments(
+            self.project_id(project), include_deleted=include_deleted
+        )
 
     # -- runs -------------------------------------------------------------------
 
@@ -178,7 +189,12 @@ class TrackingClient:
         except StoreError:
             return run
 
-    def set_terminated(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED, end_time: float | None = None) -> Run:
+    def set_terminated(
+        self,
+        run_id: str,
+        status: RunStatus | str = RunStatus.FINISHED,
+        end_time: float | None = None,
+    ) -> Run:
         import time
 
         status = RunStatus(status)
@@ -198,7 +214,9 @@ class TrackingClient:
     def set_tag(self, run_id: str, key: str, value: str) -> None:
         self.store.log_batch(run_id, tags={key: value})
 
-    def log_metric(self, run_id: str, key: str, value: float, step: int = 0, timestamp: float | None = None) -> None:
+    def log_metric(
+        self, run_id: str, key: str, value: float, step: int = 0, timestamp: float | None = None
+    ) -> None:
         import time
 
         from shipyard.store import series
@@ -206,7 +224,9 @@ class TrackingClient:
         ts = time.time() if timestamp is None else timestamp
         self.store.log_batch(run_id, metrics=[series(key, [step], [value], [ts])])
 
-    def get_metric_history(self, run_id: str, key: str, *, max_points: int | None = None) -> MetricSeries:
+    def get_metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None
+    ) -> MetricSeries:
         """A metric's points ordered by step; with ``max_points``, a downsample
         keeping each bucket's min and max so spikes stay visible."""
         check_key(key, "metric key")
@@ -214,17 +234,23 @@ class TrackingClient:
 
     # -- artifacts --------------------------------------------------------------
 
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> Artifact:
+    def log_artifact(
+        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> Artifact:
         """Store a file (or a directory, as a manifest) under ``artifact_path/<name>``."""
         path = Path(local_path)
         if not path.exists():
-            raise InvalidArgumentError(f"cannot log artifact {str(path)!r}: no such file or directory")
+            raise InvalidArgumentError(
+                f"cannot log artifact {str(path)!r}: no such file or directory"
+            )
         dest = "/".join(p for p in (_artifact_path(artifact_path), path.name) if p)
         artifact = self._put(path, dest)
         self.store.log_artifacts(run_id, [artifact])
         return artifact
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[Artifact]:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[Artifact]:
         """Store a directory's contents: under ``artifact_path`` as one directory
         artifact, or (no path) each top-level entry at the run's root, as MLflow."""
         root = Path(local_dir)
@@ -259,10 +285,14 @@ class TrackingClient:
                 inner = prefix[len(a.path) + 1 :]
                 for e in self.blobs.read_manifest(a.digest).entries:
                     if e.path == inner or e.path.startswith(inner + "/"):
-                        out.append(Artifact(f"{a.path}/{e.path}", e.digest, e.size, "file", a.created_at))
+                        out.append(
+                            Artifact(f"{a.path}/{e.path}", e.digest, e.size, "file", a.created_at)
+                        )
         return out
 
-    def download_artifacts(self, run_id: str, path: str = "", dst: str | os.PathLike[str] = ".") -> Path:
+    def download_artifacts(
+        self, run_id: str, path: str = "", dst: str | os.PathLike[str] = "."
+    ) -> Path:
         """Copy a run's artifact (file, directory, or everything) to ``dst``; every
         byte is verified against its digest. Returns the local path."""
         prefix = _artifact_path(path)

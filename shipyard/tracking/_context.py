@@ -52,7 +52,7 @@ def capture_code(
 ) -> dict[str, Any]:
     """The code version of the working tree that holds the entry point (or cwd)."""
     code: dict[str, Any] = {"entry_point": entry_point(), "argv": list(sys.argv)}
-    where = cwd or Path(code["entry_point"]).parent if code["entry_point"] else Path.cwd()
+    where = cwd or (Path(code["entry_point"]).parent if code["entry_point"] else Path.cwd())
     if not isinstance(where, Path) or not where.is_dir():
         where = Path.cwd()
     if shutil.which("git") is None:

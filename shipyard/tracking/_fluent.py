@@ -149,7 +149,10 @@ def start_run(
             if any(r.id == run_id for r in _stack):
                 raise StateError(f"run {run_id} is already active in this process")
             run = client.store.update_run(
-                run_id, status=RunStatus.RUNNING, process=_liveness.process_id(), heartbeat_time=_now()
+                run_id,
+                status=RunStatus.RUNNING,
+                process=_liveness.process_id(),
+                heartbeat_time=_now(),
             )
             if tags:
                 client.store.set_tags(run_id, tags)
@@ -157,7 +160,9 @@ def start_run(
             if experiment_id is not None:
                 exp = client.store.get_experiment(check_id(experiment_id, "experiment id"))
             else:
-                exp = client.get_or_create_experiment(experiment or _experiment or DEFAULT_EXPERIMENT)
+                exp = client.get_or_create_experiment(
+                    experiment or _experiment or DEFAULT_EXPERIMENT
+                )
             all_tags = dict(tags or {})
             if description:
                 all_tags["shipyard.note"] = description
@@ -228,7 +233,8 @@ def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
         status = RunStatus(status)
     except ValueError:
         raise InvalidArgumentError(
-            f"invalid run status {status!r}: expected one of {', '.join(s.value for s in RunStatus)}"
+            f"invalid run status {status!r}: expected one of "
+            f"{', '.join(s.value for s in RunStatus)}"
         ) from None
     with _lock:
         if _stack:
@@ -247,7 +253,9 @@ def _current() -> ActiveRun:
 # -- logging -------------------------------------------------------------------
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: float | None = None) -> None:
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: float | None = None
+) -> None:
     """Append a metric point (buffered: returns in about a microsecond).
 
     ``step=None`` continues from the key's last step; NaN and inf are kept.
@@ -255,10 +263,14 @@ def log_metric(key: str, value: float, step: int | None = None, timestamp: float
     _log_metric(key, value, step, timestamp)
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None, timestamp: float | None = None) -> None:
+def log_metrics(
+    metrics: Mapping[str, float], step: int | None = None, timestamp: float | None = None
+) -> None:
     """Several metrics at one step."""
     if not isinstance(metrics, Mapping):
-        raise InvalidArgumentError(f"log_metrics: expected a mapping of key to number, got {type(metrics).__name__}")
+        raise InvalidArgumentError(
+            f"log_metrics: expected a mapping of key to number, got {type(metrics).__name__}"
+        )
     run = _current()
     run.log_metrics(dict(metrics), step, timestamp)
 
@@ -279,12 +291,16 @@ def set_tags(tags: Mapping[str, str]) -> None:
     _current().set_tags(tags)
 
 
-def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> Artifact | None:
+def log_artifact(
+    local_path: str | os.PathLike[str], artifact_path: str | None = None
+) -> Artifact | None:
     """Store a file or directory in the blob store and attach it to the run."""
     return _current().log_artifact(local_path, artifact_path)
 
 
-def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[Artifact]:
+def log_artifacts(
+    local_dir: str | os.PathLike[str], artifact_path: str | None = None
+) -> list[Artifact]:
     return _current().log_artifacts(local_dir, artifact_path)
 
 

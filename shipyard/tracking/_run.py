@@ -85,7 +85,8 @@ class ActiveRun:
                 if k in self._params and not same_param(self._params[k], v):
                     raise ConflictError(
                         f"param {k!r} of run {self.id} is already {self._params[k]!r}; cannot "
-                        f"change it to {v!r} (params are immutable: log a new key or start a new run)"
+                        f"change it to {v!r} (params are immutable: log a new key or start "
+                        "a new run)"
                     )
             self._params.update(checked)
         self._writer.log_params(checked)
@@ -96,10 +97,14 @@ class ActiveRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._writer.set_tags(check_tags(tags))
 
-    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> Artifact | None:
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> Artifact | None:
         return self.client.log_artifact(self.id, local_path, artifact_path)
 
-    def log_artifacts(self, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> list[Artifact]:
+    def log_artifacts(
+        self, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[Artifact]:
         return self.client.log_artifacts(self.id, local_dir, artifact_path)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -141,7 +146,10 @@ class ActiveRun:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         from shipyard.tracking import _fluent
 

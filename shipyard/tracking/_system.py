@@ -14,7 +14,9 @@ class SystemMetrics:
         self._writer = writer
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="shipyard-system-metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="shipyard-system-metrics", daemon=True
+        )
         self._gpu = shutil.which("nvidia-smi") is not None
 
     def start(self) -> None:
@@ -50,7 +52,11 @@ class SystemMetrics:
 def _gpu_sample() -> dict[str, float]:
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+            [
+                "nvidia-smi",
+                "--query-gpu=utilization.gpu,memory.used",
+                "--format=csv,noheader,nounits",
+            ],
             capture_output=True,
             timeout=5,
             check=False,

@@ -24,7 +24,8 @@ def test_run_records_params_metrics_tags_and_status(home: Path) -> None:
     got = shipyard.get_run(run.id)
     assert got.status is RunStatus.FINISHED
     assert got.name == "baseline"
-    assert got.end_time is not None and got.end_time >= got.start_time
+    assert got.end_time is not None
+    assert got.end_time >= got.start_time
     assert got.params == {"alpha": 0.1, "features": 12, "model": "ridge", "bn": True}
     assert isinstance(got.params["features"], int)
     assert got.tags["team"] == "pricing"
@@ -61,9 +62,13 @@ def test_nan_inf_and_out_of_order_steps_are_kept(home: Path) -> None:
         shipyard.log_metric("loss", -math.inf, step=0)
     hist = shipyard.get_metric_history(run.id, "loss")
     assert hist.steps.tolist() == [0, 1, 2, 3]
-    assert hist.values[0] == -math.inf and math.isnan(hist.values[1]) and hist.values[2] == math.inf
+    assert hist.values[0] == -math.inf
+    assert math.isnan(hist.values[1])
+    assert hist.values[2] == math.inf
     summary = shipyard.get_run(run.id).summaries["loss"]
-    assert summary.last == 0.5 and summary.last_step == 3 and summary.count == 4
+    assert summary.last == 0.5
+    assert summary.last_step == 3
+    assert summary.count == 4
 
 
 def test_numpy_and_tensor_like_values_are_accepted(home: Path) -> None:
@@ -72,7 +77,8 @@ def test_numpy_and_tensor_like_values_are_accepted(home: Path) -> None:
         shipyard.log_metric("acc", np.float32(0.75), step=np.int64(2))
         shipyard.log_param("depth", np.int64(4))
     got = shipyard.get_run(run.id)
-    assert got.metrics["acc"] == 0.75 and got.params["depth"] == 4
+    assert got.metrics["acc"] == 0.75
+    assert got.params["depth"] == 4
 
 
 @pytest.mark.parametrize(
@@ -91,11 +97,12 @@ def test_numpy_and_tensor_like_values_are_accepted(home: Path) -> None:
 )
 def test_bad_input_raises_clear_error_and_stores_nothing(home: Path, call, message) -> None:  # type: ignore[no-untyped-def]
     """Bad input raises InvalidArgumentError naming the problem; nothing of it is stored."""
-    with shipyard.start_run() as run:
-        with pytest.raises(InvalidArgumentError, match=message):
-            call()
+    with shipyard.start_run() as run, pytest.raises(InvalidArgumentError, match=message):
+        call()
     got = shipyard.get_run(run.id)
-    assert not got.summaries and not got.params and got.tags == {}
+    assert not got.summaries
+    assert not got.params
+    assert got.tags == {}
 
 
 def test_param_conflict_raises_at_the_call(home: Path) -> None:
@@ -103,7 +110,7 @@ def test_param_conflict_raises_at_the_call(home: Path) -> None:
     with shipyard.start_run() as run:
         shipyard.log_param("lr", 0.1)
         shipyard.log_param("lr", 0.1)
-        with pytest.raises(ConflictError, match="already 0.1"):
+        with pytest.raises(ConflictError, match=r"already 0\.1"):
             shipyard.log_param("lr", 0.2)
     assert shipyard.get_run(run.id).params == {"lr": 0.1}
 
@@ -191,13 +198,18 @@ def test_code_and_environment_are_captured(home: Path, tmp_path: Path) -> None:
     )
     run = shipyard.get_run(out.stdout.strip())
     code = run.code
-    assert len(code["git_commit"]) == 40 and code["git_branch"] == "main"
-    assert code["git_dirty"] is True and "+# tweak" in code["git_diff"]
+    assert len(code["git_commit"]) == 40
+    assert code["git_branch"] == "main"
+    assert code["git_dirty"] is True
+    assert "+# tweak" in code["git_diff"]
     assert code["git_untracked"] == ["notes.txt"]
     assert code["argv"][1:] == ["--lr", "0.1"]
-    assert shipyard.get_client().blobs.get_bytes(code["git_diff_digest"]).decode() == code["git_diff"]
+    assert (
+        shipyard.get_client().blobs.get_bytes(code["git_diff_digest"]).decode() == code["git_diff"]
+    )
     env = run.environment
-    assert env["python"] == sys.version.split()[0] and env["cpu_count"] >= 1
+    assert env["python"] == sys.version.split()[0]
+    assert env["cpu_count"] >= 1
     assert "numpy" in {k.lower() for k in env["packages"]}
 
 
@@ -220,12 +232,16 @@ def test_interpreter_exit_flushes_and_finishes_the_run(home: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     run = shipyard.get_run(out.stdout.strip())
-    assert run.status is RunStatus.FINISHED and run.summaries["x"].count == 50000
+    assert run.status is RunStatus.FINISHED
+    assert run.summaries["x"].count == 50000
 
 
 def test_uncaught_exception_at_top_level_marks_failed(home: Path) -> None:
     """A script dying of an uncaught exception leaves its run FAILED."""
-    code = "import shipyard\nrun = shipyard.start_run()\nprint(run.id, flush=True)\nraise SystemError('x')\n"
+    code = (
+        "import shipyard\nrun = shipyard.start_run()\n"
+        "print(run.id, flush=True)\nraise SystemError('x')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode != 0
     assert shipyard.get_run(out.stdout.strip()).status is RunStatus.FAILED

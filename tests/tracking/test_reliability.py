@@ -92,7 +92,7 @@ def test_eight_processes_share_one_sqlite_store(home: Path) -> None:
         for k in range(8)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
         assert "locked" not in err.lower(), err
         assert "could not write" not in err, err
@@ -153,7 +153,9 @@ def test_full_buffer_with_drop_policy_drops_and_counts() -> None:
     store = FlakyStore()
     store.delay = 0.5
     run_id = _run(store)
-    writer = RunWriter(store, run_id, flush_interval=0.1, max_buffered_points=1000, buffer_policy="drop")
+    writer = RunWriter(
+        store, run_id, flush_interval=0.1, max_buffered_points=1000, buffer_policy="drop"
+    )
     t0 = time.perf_counter()
     for i in range(50_000):
         writer.log_metric("x", 1.0, i)
@@ -190,7 +192,8 @@ def test_store_refusing_a_param_does_not_cost_the_metrics() -> None:
     writer.log_metric("x", 1.0, 0)
     assert writer.close(timeout=10)
     got = store.get_run(run_id)
-    assert got.params["lr"] == 0.1 and got.summaries["x"].count == 1
+    assert got.params["lr"] == 0.1
+    assert got.summaries["x"].count == 1
 
 
 def test_points_are_grouped_per_key_in_logging_order() -> None:

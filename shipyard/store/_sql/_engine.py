@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from shipyard.errors import InvalidArgumentError, StoreError
+from shipyard.errors import ConflictError, InvalidArgumentError, StoreError
 
 HEAD_REVISION = "v0.1.0"
 BUSY_TIMEOUT_S = 30.0
@@ -103,9 +103,12 @@ def run_write(engine: Engine, fn: Callable[[Connection], T], *, retry_integrity:
         except sa.exc.OperationalError as e:
             if not is_lock_error(e) or time.monotonic() > deadline:
                 raise StoreError(f"the metadata store failed to write: {e.orig}") from e
-        except sa.exc.IntegrityError:
+        except sa.exc.IntegrityError as e:
             if integrity_retries <= 0:
-                raise
+                raise ConflictError(
+                    f"a concurrent writer stored the same thing first: {e.orig}; read it back "
+                    "or try again"
+                ) from e
             integrity_retries -= 1
         except sa.exc.DBAPIError as e:
             if e.connection_invalidated and time.monotonic() < deadline:
@@ -150,19 +153,18 @@ def migrate(engine: Engine, uri: str) -> None:
                 with engine.connect() as conn:
                     _upgrade(conn)
     else:
-        with engine.connect() as conn:
-            # A transaction-level advisory lock serializes concurrent migrators.
-            with conn.begin():
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305113)")
-                version = conn.exec_driver_sql(
-                    "SELECT to_regclass('alembic_version') IS NOT NULL"
-                ).scalar()
-                done = False
-                if version:
-                    row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
-                    done = row is not None and row[0] == HEAD_REVISION
-                if not done:
-                    _upgrade(conn, in_transaction=True)
+        # A transaction-level advisory lock serializes concurrent migrators.
+        with engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7305113)")
+            version = conn.exec_driver_sql(
+                "SELECT to_regclass('alembic_version') IS NOT NULL"
+            ).scalar()
+            done = False
+            if version:
+                row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+                done = row is not None and row[0] == HEAD_REVISION
+            if not done:
+                _upgrade(conn, in_transaction=True)
 
 
 def _upgrade(conn: Connection, in_transaction: bool = False) -> None:

@@ -52,6 +52,13 @@ def ingest(conn: Connection, run_id: str, series: MetricSeries, for_update: bool
     steps, values, times = series.steps, series.values, series.timestamps
     times_ms = np.rint(times * 1000.0).astype(np.int64)
     key = series.key
+    if for_update:
+        # PostgreSQL: serialize writers of one (run, key) for the read-modify-write
+        # of the tail segment and summary (SQLite's BEGIN IMMEDIATE already does).
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"shipyard.metric/{run_id}/{key}"},
+        )
 
     tail = conn.execute(
         sa.select(seg_t.c.seq, seg_t.c.count, seg_t.c.data)
@@ -62,7 +69,7 @@ def ingest(conn: Connection, run_id: str, series: MetricSeries, for_update: bool
     next_seq = 0
     if tail is not None:
         next_seq = tail.seq + 1
-        if tail.count < _segments.TAIL_MERGE_POINTS:
+        if int(tail._mapping["count"]) < _segments.TAIL_MERGE_POINTS:
             s0, v0, t0 = _segments.decode(tail.data)
             steps = np.concatenate([s0, steps])
             values = np.concatenate([v0, values])
@@ -124,7 +131,7 @@ def ingest(conn: Connection, run_id: str, series: MetricSeries, for_update: bool
             last_time=last_time,
             min=_nan_to_none(lo),
             max=_nan_to_none(hi),
-            count=old.count + count,
+            count=int(old._mapping["count"]) + count,
         )
     )
 
@@ -148,7 +155,7 @@ def summaries(conn: Connection, run_ids: list[str]) -> dict[str, dict[str, Metri
                 last_time=float(row.last_time),
                 min=_none_to_nan(row.min),
                 max=_none_to_nan(row.max),
-                count=int(row.count),
+                count=int(row._mapping["count"]),
             )
     return out
 

@@ -17,7 +17,7 @@ metadata = sa.MetaData()
 
 ID = sa.String(32)
 KEY = sa.String(250)
-Double = sa.Double()
+Double: sa.Double[float] = sa.Double()
 
 projects = sa.Table(
     "projects",

@@ -46,9 +46,7 @@ def encode(
     parts: list[bytes] = []
     flags = 0
     stride = int(steps[1] - steps[0]) if count > 1 else 1
-    if count == 0 or (
-        count == 1 or bool(np.all(np.diff(steps) == stride))
-    ):
+    if count == 0 or (count == 1 or bool(np.all(np.diff(steps) == stride))):
         flags |= _REGULAR
         parts.append(_REG.pack(int(steps[0]) if count else 0, stride))
     else:

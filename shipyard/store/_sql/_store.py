@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +15,7 @@ from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, 
 from shipyard.store._base import Store
 from shipyard.store._columns import check_series
 from shipyard.store._downsample import downsample
+from shipyard.store._filter import param_columns
 from shipyard.store._sql import _metrics
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql._engine import make_engine, migrate, read, run_write
@@ -32,6 +32,8 @@ from shipyard.types import (
     same_param,
 )
 from shipyard.validation import (
+    check_artifact_path,
+    check_digest,
     check_id,
     check_key,
     check_name,
@@ -55,18 +57,6 @@ def _shared_engine(uri: str) -> Engine:
             migrate(engine, uri)
             _engines[uri] = engine
         return engine
-
-
-def _param_row(value: ParamValue) -> tuple[str, str, float | None]:
-    if value is None:
-        return "null", "null", None
-    if isinstance(value, bool):
-        return "bool", "true" if value else "false", None
-    if isinstance(value, int):
-        return "int", str(value), float(value)
-    if isinstance(value, float):
-        return "float", repr(value), None if math.isnan(value) else value
-    return "str", value, None
 
 
 def _param_value(vtype: str, text: str) -> ParamValue:
@@ -105,7 +95,7 @@ class SqlStore(Store):
 
         def write(conn: Connection) -> None:
             if conn.execute(sa.select(t.projects.c.id).where(t.projects.c.name == name)).first():
-                raise ConflictError(f"a project named {name!r} already exists")
+                raise ConflictError(f"a project named {_q(name)} already exists")
             conn.execute(sa.insert(t.projects).values(**_project_row(project)))
 
         run_write(self._engine, write, retry_integrity=False)
@@ -115,14 +105,14 @@ class SqlStore(Store):
         with read(self._engine) as conn:
             row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).first()
         if row is None:
-            raise NotFoundError(f"project {project_id!r} not found")
+            raise NotFoundError(f"project {_q(project_id)} not found")
         return Project(row.id, row.name, row.description, row.created_at)
 
     def get_project_by_name(self, name: str) -> Project:
         with read(self._engine) as conn:
             row = conn.execute(sa.select(t.projects).where(t.projects.c.name == name)).first()
         if row is None:
-            raise NotFoundError(f"project {name!r} not found; create it or check the name")
+            raise NotFoundError(f"project {_q(name)} not found; create it or check the name")
         return Project(row.id, row.name, row.description, row.created_at)
 
     def list_projects(self) -> list[Project]:
@@ -144,22 +134,28 @@ class SqlStore(Store):
         check_name(name, "experiment name")
         tag_map = check_tags(tags or {})
         exp_id = new_id() if experiment_id is None else check_id(experiment_id, "experiment id")
-        exp = Experiment(exp_id, project_id, name, description, FrozenDict(tag_map), created_at=now())
+        exp = Experiment(
+            exp_id, project_id, name, description, FrozenDict(tag_map), created_at=now()
+        )
 
         def write(conn: Connection) -> None:
             if not conn.execute(
                 sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
             ).first():
-                raise NotFoundError(f"project {project_id!r} not found")
+                raise NotFoundError(f"project {_q(project_id)} not found")
             clash = conn.execute(
                 sa.select(t.experiments.c.id, t.experiments.c.lifecycle).where(
                     t.experiments.c.project_id == project_id, t.experiments.c.name == name
                 )
             ).first()
             if clash is not None:
-                hint = " (it is deleted: restore or rename it)" if clash.lifecycle == "deleted" else ""
-                raise ConflictError(f"an experiment named {name!r} already exists{hint}")
-            if conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.id == exp_id)).first():
+                hint = (
+                    " (it is deleted: restore or rename it)" if clash.lifecycle == "deleted" else ""
+                )
+                raise ConflictError(f"an experiment named {_q(name)} already exists{hint}")
+            if conn.execute(
+                sa.select(t.experiments.c.id).where(t.experiments.c.id == exp_id)
+            ).first():
                 raise ConflictError(f"an experiment with id {exp_id} already exists")
             conn.execute(
                 sa.insert(t.experiments).values(
@@ -203,7 +199,7 @@ class SqlStore(Store):
             ).first()
             if row is None:
                 raise NotFoundError(
-                    f"experiment {experiment_id!r} not found; list them with "
+                    f"experiment {_q(experiment_id)} not found; list them with "
                     "'shipyard experiments list'"
                 )
             return self._experiment(conn, row)
@@ -217,7 +213,7 @@ class SqlStore(Store):
             ).first()
             if row is None:
                 raise NotFoundError(
-                    f"experiment {name!r} not found; list them with 'shipyard experiments list'"
+                    f"experiment {_q(name)} not found; list them with 'shipyard experiments list'"
                 )
             return self._experiment(conn, row)
 
@@ -257,20 +253,30 @@ class SqlStore(Store):
                 sa.select(t.experiments).where(t.experiments.c.id == experiment_id)
             ).first()
             if row is None:
-                raise NotFoundError(f"experiment {experiment_id!r} not found")
-            if name is not None and name != row.name:
-                if conn.execute(
+                raise NotFoundError(f"experiment {_q(experiment_id)} not found")
+            if (
+                name is not None
+                and name != row.name
+                and conn.execute(
                     sa.select(t.experiments.c.id).where(
                         t.experiments.c.project_id == row.project_id, t.experiments.c.name == name
                     )
-                ).first():
-                    raise ConflictError(f"an experiment named {name!r} already exists")
+                ).first()
+            ):
+                raise ConflictError(f"an experiment named {_q(name)} already exists")
             if values:
                 conn.execute(
-                    sa.update(t.experiments).where(t.experiments.c.id == experiment_id).values(**values)
+                    sa.update(t.experiments)
+                    .where(t.experiments.c.id == experiment_id)
+                    .values(**values)
                 )
             for k, v in tag_map.items():
-                _upsert(conn, t.experiment_tags, {"experiment_id": experiment_id, "key": k}, {"value": v})
+                _upsert(
+                    conn,
+                    t.experiment_tags,
+                    {"experiment_id": experiment_id, "key": k},
+                    {"value": v},
+                )
 
         run_write(self._engine, write, retry_integrity=True)
         return self.get_experiment(experiment_id)
@@ -303,7 +309,7 @@ class SqlStore(Store):
                 sa.select(t.experiments.c.lifecycle).where(t.experiments.c.id == experiment_id)
             ).first()
             if exp is None:
-                raise NotFoundError(f"experiment {experiment_id!r} not found")
+                raise NotFoundError(f"experiment {_q(experiment_id)} not found")
             if exp.lifecycle != Lifecycle.ACTIVE.value:
                 raise StateError(
                     f"experiment {experiment_id} is deleted; restore it before adding runs"
@@ -329,7 +335,8 @@ class SqlStore(Store):
             )
             if tag_map:
                 conn.execute(
-                    sa.insert(t.tags), [{"run_id": rid, "key": k, "value": v} for k, v in tag_map.items()]
+                    sa.insert(t.tags),
+                    [{"run_id": rid, "key": k, "value": v} for k, v in tag_map.items()],
                 )
 
         run_write(self._engine, write, retry_integrity=False)
@@ -339,9 +346,7 @@ class SqlStore(Store):
         with read(self._engine) as conn:
             runs = self._load_runs(conn, [run_id])
         if not runs:
-            raise NotFoundError(
-                f"run {run_id!r} not found; list runs with 'shipyard runs list'"
-            )
+            raise NotFoundError(f"run {_q(run_id)} not found; list runs with 'shipyard runs list'")
         return runs[0]
 
     def _load_runs(self, conn: Connection, run_ids: list[str]) -> list[Run]:
@@ -355,8 +360,9 @@ class SqlStore(Store):
             for row in conn.execute(sa.select(t.runs).where(t.runs.c.id.in_(chunk))):
                 rows[row.id] = row
             for row in conn.execute(
-                sa.select(t.params.c.run_id, t.params.c.key, t.params.c.value_type, t.params.c.value_text)
-                .where(t.params.c.run_id.in_(chunk))
+                sa.select(
+                    t.params.c.run_id, t.params.c.key, t.params.c.value_type, t.params.c.value_text
+                ).where(t.params.c.run_id.in_(chunk))
             ):
                 params[row.run_id][row.key] = _param_value(row.value_type, row.value_text)
             for row in conn.execute(sa.select(t.tags).where(t.tags.c.run_id.in_(chunk))):
@@ -364,9 +370,10 @@ class SqlStore(Store):
         summaries = _metrics.summaries(conn, list(rows))
         out = []
         for rid in run_ids:
-            row = rows.get(rid)
-            if row is None:
+            r = rows.get(rid)
+            if r is None:
                 continue
+            row = r
             out.append(
                 Run(
                     id=row.id,
@@ -423,7 +430,7 @@ class SqlStore(Store):
         def write(conn: Connection) -> None:
             result = conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(**values))
             if result.rowcount == 0:
-                raise NotFoundError(f"run {run_id!r} not found")
+                raise NotFoundError(f"run {_q(run_id)} not found")
 
         if values:
             run_write(self._engine, write)
@@ -452,7 +459,7 @@ class SqlStore(Store):
     def _check_run_writable(self, conn: Connection, run_id: str) -> None:
         row = conn.execute(sa.select(t.runs.c.lifecycle).where(t.runs.c.id == run_id)).first()
         if row is None:
-            raise NotFoundError(f"run {run_id!r} not found; list runs with 'shipyard runs list'")
+            raise NotFoundError(f"run {_q(run_id)} not found; list runs with 'shipyard runs list'")
         if row.lifecycle != Lifecycle.ACTIVE.value:
             raise StateError(f"run {run_id} is deleted; restore it before logging to it")
 
@@ -474,9 +481,9 @@ class SqlStore(Store):
                 existing = {
                     r.key: _param_value(r.value_type, r.value_text)
                     for r in conn.execute(
-                        sa.select(t.params.c.key, t.params.c.value_type, t.params.c.value_text).where(
-                            t.params.c.run_id == run_id, t.params.c.key.in_(list(param_map))
-                        )
+                        sa.select(
+                            t.params.c.key, t.params.c.value_type, t.params.c.value_text
+                        ).where(t.params.c.run_id == run_id, t.params.c.key.in_(list(param_map)))
                     )
                 }
                 new_rows = []
@@ -489,9 +496,15 @@ class SqlStore(Store):
                                 "key or start a new run)"
                             )
                         continue
-                    vtype, text, num = _param_row(v)
+                    vtype, text, num = param_columns(v)
                     new_rows.append(
-                        {"run_id": run_id, "key": k, "value_type": vtype, "value_text": text, "value_num": num}
+                        {
+                            "run_id": run_id,
+                            "key": k,
+                            "value_type": vtype,
+                            "value_text": text,
+                            "value_num": num,
+                        }
                     )
                 if new_rows:
                     conn.execute(sa.insert(t.params), new_rows)
@@ -508,9 +521,11 @@ class SqlStore(Store):
 
         def write(conn: Connection) -> None:
             self._check_run_writable(conn, run_id)
-            result = conn.execute(sa.delete(t.tags).where(t.tags.c.run_id == run_id, t.tags.c.key == key))
+            result = conn.execute(
+                sa.delete(t.tags).where(t.tags.c.run_id == run_id, t.tags.c.key == key)
+            )
             if result.rowcount == 0:
-                raise NotFoundError(f"run {run_id} has no tag {key!r}")
+                raise NotFoundError(f"run {run_id} has no tag {_q(key)}")
 
         run_write(self._engine, write)
 
@@ -521,14 +536,17 @@ class SqlStore(Store):
             raise InvalidArgumentError(
                 f"max_points: expected an integer of at least 2, got {describe(max_points)}"
             )
+        check_key(key, "metric key")
         with read(self._engine) as conn:
             series = _metrics.history(conn, run_id, key)
             if series is None:
                 if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
-                    raise NotFoundError(f"run {run_id!r} not found")
-                raise NotFoundError(f"run {run_id} has no metric {key!r}")
+                    raise NotFoundError(f"run {_q(run_id)} not found")
+                raise NotFoundError(f"run {run_id} has no metric {_q(key)}")
         if max_points is not None and len(series) > max_points:
-            steps, values, times = downsample(series.steps, series.values, series.timestamps, max_points)
+            steps, values, times = downsample(
+                series.steps, series.values, series.timestamps, max_points
+            )
             series = MetricSeries(key, steps, values, times, total=len(series))
         for arr in (series.steps, series.values, series.timestamps):
             arr.flags.writeable = False
@@ -539,6 +557,16 @@ class SqlStore(Store):
         for a in artifacts:
             if not isinstance(a, Artifact):
                 raise InvalidArgumentError(f"expected Artifact entries, got {describe(a)}")
+            check_artifact_path(a.path)
+            check_digest(a.digest)
+            if not isinstance(a.size, int) or isinstance(a.size, bool) or a.size < 0:
+                raise InvalidArgumentError(
+                    f"artifact {a.path!r}: expected a size in bytes >= 0, got {describe(a.size)}"
+                )
+            if a.kind not in ("file", "dir"):
+                raise InvalidArgumentError(
+                    f"artifact {a.path!r}: expected kind 'file' or 'dir', got {describe(a.kind)}"
+                )
             rows.append(
                 {
                     "run_id": run_id,
@@ -566,18 +594,28 @@ class SqlStore(Store):
     def list_artifacts(self, run_id: str) -> list[Artifact]:
         with read(self._engine) as conn:
             if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
-                raise NotFoundError(f"run {run_id!r} not found")
+                raise NotFoundError(f"run {_q(run_id)} not found")
             rows = conn.execute(
-                sa.select(t.artifacts).where(t.artifacts.c.run_id == run_id).order_by(t.artifacts.c.path)
+                sa.select(t.artifacts)
+                .where(t.artifacts.c.run_id == run_id)
+                .order_by(t.artifacts.c.path)
             ).all()
         return [Artifact(r.path, r.digest, int(r.size), r.kind, r.created_at) for r in rows]
+
+
+def _q(value: object) -> str:
+    """A user-supplied value quoted for a message, cut short if huge."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def _project_row(p: Project) -> dict[str, Any]:
     return {"id": p.id, "name": p.name, "description": p.description, "created_at": p.created_at}
 
 
-def _upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]) -> None:
+def _upsert(
+    conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]
+) -> None:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

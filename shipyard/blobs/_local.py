@@ -1,0 +1,182 @@
+"""The default blob store: a folder on the local disk, with plain ``os`` calls."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import IO
+
+from shipyard.blobs._base import BlobStore, PathLike, os_errors, unlink_quietly
+from shipyard.blobs._hashing import CHUNK_SIZE, check_digest, hash_file, new_hasher
+from shipyard.errors import StoreError
+
+__all__ = ["LocalBlobStore"]
+
+_HEX = frozenset("0123456789abcdef")
+#: Objects are read-only so a stray write (or a hard-linked checkout) cannot change them.
+_OBJECT_MODE = 0o444
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs in ``<root>/objects/ab/cdef...``; temporary files in ``<root>/tmp``.
+
+    Args:
+        root: The folder (created on the first write).
+        fsync: Flush each object and its folder to disk before and after the
+            rename (default ``True``), so a power loss cannot leave a truncated
+            blob under its final name. ``False`` is faster for scratch stores.
+    """
+
+    def __init__(self, root: PathLike, *, fsync: bool = True, url: str | None = None) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.fsync = fsync
+        self.url = url or str(self.root)
+        self._objects = self.root / "objects"
+        self._tmp = self.root / "tmp"
+
+    def _path(self, digest: str) -> Path:
+        return self._objects / digest[:2] / digest[2:]
+
+    def _location(self, digest: str) -> str:
+        return str(self._path(digest))
+
+    def _io(self, action: str) -> AbstractContextManager[None]:
+        return os_errors(
+            f"{action} in blob store {self.url}",
+            "check that the folder exists, is writable and has free space",
+        )
+
+    # -- core -------------------------------------------------------------------
+
+    def exists(self, digest: str) -> bool:
+        return self._path(check_digest(digest)).exists()
+
+    def size(self, digest: str) -> int:
+        path = self._path(check_digest(digest))
+        with self._io(f"reading the size of blob {digest}"):
+            try:
+                return os.stat(path).st_size
+            except FileNotFoundError:
+                raise self._missing(digest) from None
+
+    def delete(self, digest: str) -> None:
+        path = self._path(check_digest(digest))
+        with self._io(f"deleting blob {digest}"):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                raise self._missing(digest) from None
+
+    def iter_digests(self) -> Iterator[str]:
+        with self._io("listing blobs"):
+            try:
+                fanouts = [e.name for e in os.scandir(self._objects) if e.is_dir()]
+            except FileNotFoundError:
+                return
+            for fanout in sorted(fanouts):
+                for entry in os.scandir(self._objects / fanout):
+                    digest = fanout + entry.name
+                    if len(digest) == 64 and _HEX.issuperset(digest):
+                        yield digest
+
+    def _open_raw(self, digest: str) -> IO[bytes]:
+        with self._io(f"opening blob {digest}"):
+            try:
+                return open(self._path(digest), "rb", buffering=0)
+            except FileNotFoundError:
+                raise self._missing(digest) from None
+
+    def _store_bytes(self, digest: str, data: bytes) -> None:
+        with self._io(f"writing blob {digest}"):
+            tmp, fd = self._new_tmp()
+            try:
+                with os.fdopen(fd, "wb", buffering=0) as f:
+                    view = memoryview(data)
+                    while view:
+                        view = view[f.write(view) or 0 :]
+                self._publish(tmp, digest)
+            finally:
+                unlink_quietly(tmp)
+
+    def _store_file(self, digest: str, path: Path) -> None:
+        with self._io(f"writing blob {digest} from {path}"):
+            tmp, fd = self._new_tmp()
+            os.close(fd)
+            try:
+                # copyfile uses copy_file_range/sendfile: the data never enters Python.
+                shutil.copyfile(path, tmp)
+                actual = hash_file(tmp)
+                if actual != digest:
+                    raise StoreError(
+                        f"{path} changed while it was being stored (hashed as {digest}, "
+                        f"copied as {actual}); store it again once nothing writes to it"
+                    )
+                self._publish(tmp, digest)
+            finally:
+                unlink_quietly(tmp)
+
+    # -- faster paths -------------------------------------------------------------
+
+    def put_stream(self, stream: IO[bytes]) -> str:
+        """Store everything read from a binary stream; return its digest."""
+        with self._io("writing a blob from a stream"):
+            tmp, fd = self._new_tmp()
+            try:
+                hasher = new_hasher()
+                with os.fdopen(fd, "wb") as f:
+                    while chunk := stream.read(CHUNK_SIZE):
+                        hasher.update(chunk)
+                        f.write(chunk)
+                digest = str(hasher.hexdigest())
+                self._publish(tmp, digest)
+                return digest
+            finally:
+                unlink_quietly(tmp)
+
+    def _download(self, digest: str, dest: Path) -> None:
+        try:
+            shutil.copyfile(self._path(digest), dest)
+        except FileNotFoundError:
+            if not self._path(digest).exists():
+                raise self._missing(digest) from None
+            raise
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _new_tmp(self) -> tuple[Path, int]:
+        """A new, empty temporary file in ``<root>/tmp`` and its open descriptor."""
+        tmp = self._tmp / uuid.uuid4().hex
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            return tmp, os.open(tmp, flags, 0o666)
+
+    def _publish(self, tmp: Path, digest: str) -> None:
+        """Rename a complete temporary file to the blob's name, unless it exists."""
+        final = self._path(digest)
+        if final.exists():
+            return  # another writer got there first; identical bytes by construction
+        os.chmod(tmp, _OBJECT_MODE)
+        if self.fsync:
+            _fsync_path(tmp)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        if self.fsync:
+            _fsync_path(final.parent)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

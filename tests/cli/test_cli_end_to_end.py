@@ -1,0 +1,68 @@
+"""The CLI on runs recorded by the fluent API in another process, in a git repository."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from cli_support import Home
+
+SCRIPT = textwrap.dedent(
+    """
+    import shipyard
+
+    with shipyard.start_run(experiment="e2e", run_name="first") as run:
+        shipyard.log_params({"lr": 0.01, "model": "mlp"})
+        for step in range(5):
+            shipyard.log_metric("loss", 1.0 / (step + 1), step=step)
+    print(run.id)
+    """
+)
+
+
+def _git(repo: Path, *args: str) -> str:
+    out = subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t",
+         "-c", "commit.gpgsign=false", *args],
+        cwd=repo, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_fluent_run_in_a_dirty_git_tree(tmp_path: Path) -> None:
+    """list, show and show --diff report what start_run recorded: params, metrics, code."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "train.py").write_text(SCRIPT)
+    (repo / "config.txt").write_text("lr = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "start")
+    (repo / "config.txt").write_text("lr = 2\n")
+    (repo / "notes.txt").write_text("untracked\n")
+    home = Home(tmp_path / "home")
+    proc = subprocess.run(
+        [sys.executable, "train.py"], cwd=repo, env=home.env(), capture_output=True,
+        text=True, check=True, timeout=120,
+    )  # fmt: skip
+    run_id = proc.stdout.strip().splitlines()[-1]
+
+    listed = home("runs", "list", "--json").json()
+    assert [(r["id"], r["name"], r["status"]) for r in listed] == [(run_id, "first", "FINISHED")]
+    assert listed[0]["metrics"]["loss"]["count"] == 5
+
+    shown = home("runs", "show", run_id[-6:])
+    assert shown.code == 0
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    for text in (commit, "dirty            yes", "untracked files  1", "loss", "mlp", "python"):
+        assert text in shown.out, text
+
+    diff = home("runs", "show", "first", "--diff")
+    assert diff.out == _git(repo, "diff", "HEAD", "--no-color", "--no-ext-diff")
+    assert "+lr = 2" in diff.out
