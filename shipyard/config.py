@@ -29,7 +29,9 @@ def _float_env(name: str, default: float) -> float:
             f"environment variable {name}={raw!r}: expected a number of seconds"
         ) from None
     if value <= 0:
-        raise InvalidArgumentError(f"environment variable {name}={raw!r}: expected a positive number")
+        raise InvalidArgumentError(
+            f"environment variable {name}={raw!r}: expected a positive number"
+        )
     return value
 
 
@@ -40,9 +42,13 @@ def _int_env(name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidArgumentError(f"environment variable {name}={raw!r}: expected an integer") from None
+        raise InvalidArgumentError(
+            f"environment variable {name}={raw!r}: expected an integer"
+        ) from None
     if value <= 0:
-        raise InvalidArgumentError(f"environment variable {name}={raw!r}: expected a positive integer")
+        raise InvalidArgumentError(
+            f"environment variable {name}={raw!r}: expected a positive integer"
+        )
     return value
 
 

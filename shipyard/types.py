@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -163,7 +162,9 @@ class MetricSeries:
 
     def points(self) -> list[tuple[int, float, float]]:
         """``(step, value, timestamp)`` tuples, for small series and tests."""
-        return list(zip(self.steps.tolist(), self.values.tolist(), self.timestamps.tolist(), strict=True))
+        return list(
+            zip(self.steps.tolist(), self.values.tolist(), self.timestamps.tolist(), strict=True)
+        )
 
     def __repr__(self) -> str:
         return f"MetricSeries(key={self.key!r}, points={len(self)}, total={self.total})"
@@ -209,4 +210,3 @@ def same_param(a: ParamValue, b: ParamValue) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     return a == b
-

@@ -24,6 +24,19 @@ def check_series(s: object) -> MetricSeries:
     if not isinstance(s, MetricSeries):
         raise InvalidArgumentError(f"metrics: expected MetricSeries entries, got {describe(s)}")
     key = check_key(s.key, "metric key")
+    for name, column in (("steps", s.steps), ("values", s.values), ("timestamps", s.timestamps)):
+        try:
+            array = np.asarray(column)
+        except (TypeError, ValueError):
+            array = None
+        bad = array is None or array.ndim != 1 or (len(array) and array.dtype.kind not in "biuf")
+        if not bad and array is not None and array.dtype.kind == "u" and len(array):
+            bad = bool(array.max() >= 2**63)
+        if bad:
+            raise InvalidArgumentError(
+                f"metric {key!r}: expected a 1-D column of numbers for {name}, "
+                f"got {describe(column)}"
+            )
     try:
         raw_steps = np.asarray(s.steps)
         if raw_steps.dtype.kind == "f":
@@ -31,14 +44,14 @@ def check_series(s: object) -> MetricSeries:
                 raise TypeError("non-integer step")
         elif raw_steps.dtype.kind not in "iu" and len(raw_steps):
             raise TypeError(f"steps of dtype {raw_steps.dtype}")
-        steps = raw_steps.astype(np.int64, copy=False).reshape(-1)
+        steps = raw_steps.astype(np.int64, copy=False)
     except (TypeError, ValueError, OverflowError) as e:
         raise InvalidArgumentError(
             f"metric {key!r}: expected integer steps, got {describe(s.steps)} ({e})"
         ) from None
     try:
-        values = np.asarray(s.values, dtype=np.float64).reshape(-1)
-        times = np.asarray(s.timestamps, dtype=np.float64).reshape(-1)
+        values = np.asarray(s.values, dtype=np.float64)
+        times = np.asarray(s.timestamps, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise InvalidArgumentError(
             f"metric {key!r}: expected numeric values and timestamps ({e})"

@@ -59,9 +59,10 @@ def downsample_indices(values: npt.NDArray[np.float64], max_points: int) -> npt.
             pair[1::2] = second
             parts.append(pair)
     parts.append(np.array([n - 1], dtype=np.intp))
-    keep = np.concatenate(parts)
+    keep: npt.NDArray[np.intp] = np.concatenate(parts)
     # Drop the duplicate when a bucket's min and max are the same point.
-    return keep[np.concatenate([[True], keep[1:] != keep[:-1]])]
+    unique: npt.NDArray[np.intp] = keep[np.concatenate([[True], keep[1:] != keep[:-1]])]
+    return unique
 
 
 def downsample(

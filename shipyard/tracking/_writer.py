@@ -325,16 +325,19 @@ class RunWriter:
         first: ShipyardError,
     ) -> bool:
         ok = True
-        for kwargs in ({"params": params}, {"tags": tags}, {"metrics": metrics}):
-            if not any(kwargs.values()):
+        parts: list[tuple[dict[str, ParamValue], dict[str, str], list[MetricSeries]]] = [
+            (params, {}, []),
+            ({}, tags, []),
+            ({}, {}, metrics),
+        ]
+        for p, t, m in parts:
+            if not (p or t or m):
                 continue
             try:
-                self.store.log_batch(self.run_id, **kwargs)
+                self.store.log_batch(self.run_id, params=p, tags=t, metrics=m)
             except StoreError as e:
                 ok = False
-                self._keep(
-                    kwargs.get("params", {}), kwargs.get("tags", {}), kwargs.get("metrics", []), e
-                )  # type: ignore[arg-type]
+                self._keep(p, t, m, e)
             except ShipyardError as e:
                 self.last_error = e
                 logger.error(

@@ -13,6 +13,15 @@ from sqlalchemy.engine import Connection, Engine
 from shipyard._util import FrozenDict, new_id, now
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
 from shipyard.store._base import Store
+from shipyard.store._checks import (
+    check_artifacts,
+    check_enum,
+    check_lookup_id,
+    check_metrics_arg,
+    check_text,
+    check_time,
+    to_json,
+)
 from shipyard.store._columns import check_series
 from shipyard.store._downsample import downsample
 from shipyard.store._filter import param_columns
@@ -32,8 +41,6 @@ from shipyard.types import (
     same_param,
 )
 from shipyard.validation import (
-    check_artifact_path,
-    check_digest,
     check_id,
     check_key,
     check_name,
@@ -71,10 +78,6 @@ def _param_value(vtype: str, text: str) -> ParamValue:
     return text
 
 
-def _dumps(value: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(value or {}), sort_keys=True, default=str, allow_nan=True)
-
-
 def _loads(text: str) -> FrozenDict[str, Any]:
     return FrozenDict(json.loads(text or "{}"))
 
@@ -91,6 +94,7 @@ class SqlStore(Store):
 
     def create_project(self, name: str, description: str = "") -> Project:
         check_name(name, "project name")
+        check_text(description, "description")
         project = Project(new_id(), name, description, now())
 
         def write(conn: Connection) -> None:
@@ -102,6 +106,7 @@ class SqlStore(Store):
         return project
 
     def get_project(self, project_id: str) -> Project:
+        check_lookup_id(project_id, "project")
         with read(self._engine) as conn:
             row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).first()
         if row is None:
@@ -109,6 +114,7 @@ class SqlStore(Store):
         return Project(row.id, row.name, row.description, row.created_at)
 
     def get_project_by_name(self, name: str) -> Project:
+        check_text(name, "project name")
         with read(self._engine) as conn:
             row = conn.execute(sa.select(t.projects).where(t.projects.c.name == name)).first()
         if row is None:
@@ -131,7 +137,9 @@ class SqlStore(Store):
         tags: Mapping[str, str] | None = None,
         experiment_id: str | None = None,
     ) -> Experiment:
+        check_lookup_id(project_id, "project")
         check_name(name, "experiment name")
+        check_text(description, "description")
         tag_map = check_tags(tags or {})
         exp_id = new_id() if experiment_id is None else check_id(experiment_id, "experiment id")
         exp = Experiment(
@@ -193,6 +201,7 @@ class SqlStore(Store):
         )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
+        check_lookup_id(experiment_id, "experiment")
         with read(self._engine) as conn:
             row = conn.execute(
                 sa.select(t.experiments).where(t.experiments.c.id == experiment_id)
@@ -205,6 +214,8 @@ class SqlStore(Store):
             return self._experiment(conn, row)
 
     def get_experiment_by_name(self, project_id: str, name: str) -> Experiment:
+        check_lookup_id(project_id, "project")
+        check_text(name, "experiment name")
         with read(self._engine) as conn:
             row = conn.execute(
                 sa.select(t.experiments).where(
@@ -226,6 +237,12 @@ class SqlStore(Store):
         if not include_deleted:
             query = query.where(t.experiments.c.lifecycle == Lifecycle.ACTIVE.value)
         with read(self._engine) as conn:
+            if project_id is not None:
+                check_lookup_id(project_id, "project")
+                if not conn.execute(
+                    sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
+                ).first():
+                    raise NotFoundError(f"project {_q(project_id)} not found")
             return [self._experiment(conn, r) for r in conn.execute(query).all()]
 
     def update_experiment(
@@ -237,6 +254,7 @@ class SqlStore(Store):
         lifecycle: Lifecycle | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> Experiment:
+        check_lookup_id(experiment_id, "experiment")
         if name is not None:
             check_name(name, "experiment name")
         tag_map = check_tags(tags or {})
@@ -244,9 +262,9 @@ class SqlStore(Store):
         if name is not None:
             values["name"] = name
         if description is not None:
-            values["description"] = description
+            values["description"] = check_text(description, "description")
         if lifecycle is not None:
-            values["lifecycle"] = Lifecycle(lifecycle).value
+            values["lifecycle"] = check_enum(Lifecycle, lifecycle, "lifecycle").value
 
         def write(conn: Connection) -> None:
             row = conn.execute(
@@ -298,11 +316,19 @@ class SqlStore(Store):
         environment: Mapping[str, Any] | None = None,
         process: str | None = None,
     ) -> Run:
+        check_lookup_id(experiment_id, "experiment")
         rid = new_id() if run_id is None else check_id(run_id)
-        run_name = rid[-8:] if name is None else check_name(name, "run name")
+        run_name = f"run-{rid[-8:]}" if name is None else check_name(name, "run name")
         tag_map = check_tags(tags or {})
-        status = RunStatus(status)
-        started = now() if start_time is None else float(start_time)
+        status = check_enum(RunStatus, status, "status")
+        started = now() if start_time is None else check_time(start_time, "start_time")
+        if parent_run_id is not None:
+            check_id(parent_run_id, "parent run id")
+        check_text(user, "user", 256)
+        if process is not None:
+            check_text(process, "process", 512)
+        code_json = to_json(code or {}, "code")
+        env_json = to_json(environment or {}, "environment")
 
         def write(conn: Connection) -> None:
             exp = conn.execute(
@@ -327,8 +353,8 @@ class SqlStore(Store):
                     user=user,
                     lifecycle=Lifecycle.ACTIVE.value,
                     parent_run_id=parent_run_id,
-                    code=_dumps(code),
-                    environment=_dumps(environment),
+                    code=code_json,
+                    environment=env_json,
                     process=process,
                     heartbeat_time=started if status is RunStatus.RUNNING else None,
                 )
@@ -343,6 +369,7 @@ class SqlStore(Store):
         return self.get_run(rid)
 
     def get_run(self, run_id: str) -> Run:
+        check_lookup_id(run_id, "run")
         with read(self._engine) as conn:
             runs = self._load_runs(conn, [run_id])
         if not runs:
@@ -409,23 +436,24 @@ class SqlStore(Store):
         code: Mapping[str, Any] | None = None,
         environment: Mapping[str, Any] | None = None,
     ) -> Run:
+        check_lookup_id(run_id, "run")
         values: dict[str, Any] = {}
         if status is not None:
-            values["status"] = RunStatus(status).value
+            values["status"] = check_enum(RunStatus, status, "status").value
         if end_time is not None:
-            values["end_time"] = float(end_time)
+            values["end_time"] = check_time(end_time, "end_time")
         if name is not None:
             values["name"] = check_name(name, "run name")
         if lifecycle is not None:
-            values["lifecycle"] = Lifecycle(lifecycle).value
+            values["lifecycle"] = check_enum(Lifecycle, lifecycle, "lifecycle").value
         if heartbeat_time is not None:
-            values["heartbeat_time"] = float(heartbeat_time)
+            values["heartbeat_time"] = check_time(heartbeat_time, "heartbeat_time")
         if process is not None:
-            values["process"] = process
+            values["process"] = check_text(process, "process", 512)
         if code is not None:
-            values["code"] = _dumps(code)
+            values["code"] = to_json(code, "code")
         if environment is not None:
-            values["environment"] = _dumps(environment)
+            values["environment"] = to_json(environment, "environment")
 
         def write(conn: Connection) -> None:
             result = conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(**values))
@@ -473,7 +501,8 @@ class SqlStore(Store):
     ) -> None:
         param_map = check_params(params or {})
         tag_map = check_tags(tags or {})
-        series = [check_series(s) for s in metrics]
+        check_lookup_id(run_id, "run")
+        series = [check_series(s) for s in check_metrics_arg(metrics)]
 
         def write(conn: Connection) -> None:
             self._check_run_writable(conn, run_id)
@@ -517,6 +546,7 @@ class SqlStore(Store):
             run_write(self._engine, write)
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        check_lookup_id(run_id, "run")
         check_key(key, "tag key")
 
         def write(conn: Connection) -> None:
@@ -532,9 +562,12 @@ class SqlStore(Store):
     def get_metric_history(
         self, run_id: str, key: str, *, max_points: int | None = None
     ) -> MetricSeries:
-        if max_points is not None and (not isinstance(max_points, int) or max_points < 2):
+        check_lookup_id(run_id, "run")
+        if max_points is not None and (
+            isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1
+        ):
             raise InvalidArgumentError(
-                f"max_points: expected an integer of at least 2, got {describe(max_points)}"
+                f"invalid max_points: expected an integer >= 1 or None, got {describe(max_points)}"
             )
         check_key(key, "metric key")
         with read(self._engine) as conn:
@@ -553,30 +586,18 @@ class SqlStore(Store):
         return series
 
     def log_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None:
-        rows = []
-        for a in artifacts:
-            if not isinstance(a, Artifact):
-                raise InvalidArgumentError(f"expected Artifact entries, got {describe(a)}")
-            check_artifact_path(a.path)
-            check_digest(a.digest)
-            if not isinstance(a.size, int) or isinstance(a.size, bool) or a.size < 0:
-                raise InvalidArgumentError(
-                    f"artifact {a.path!r}: expected a size in bytes >= 0, got {describe(a.size)}"
-                )
-            if a.kind not in ("file", "dir"):
-                raise InvalidArgumentError(
-                    f"artifact {a.path!r}: expected kind 'file' or 'dir', got {describe(a.kind)}"
-                )
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "path": a.path,
-                    "digest": a.digest,
-                    "size": a.size,
-                    "kind": a.kind,
-                    "created_at": a.created_at or now(),
-                }
-            )
+        check_lookup_id(run_id, "run")
+        rows = [
+            {
+                "run_id": run_id,
+                "path": a.path,
+                "digest": a.digest,
+                "size": a.size,
+                "kind": a.kind,
+                "created_at": a.created_at,
+            }
+            for a in check_artifacts(artifacts)
+        ]
 
         def write(conn: Connection) -> None:
             self._check_run_writable(conn, run_id)
@@ -592,6 +613,7 @@ class SqlStore(Store):
         run_write(self._engine, write)
 
     def list_artifacts(self, run_id: str) -> list[Artifact]:
+        check_lookup_id(run_id, "run")
         with read(self._engine) as conn:
             if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
                 raise NotFoundError(f"run {_q(run_id)} not found")

@@ -1,0 +1,110 @@
+"""Argument checks every store applies the same way (so the conformance suite
+sees one behaviour). Each failure is an InvalidArgumentError: what, expected, got."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TypeVar
+
+from shipyard._util import now
+from shipyard.errors import InvalidArgumentError
+from shipyard.types import Artifact, MetricSeries
+from shipyard.validation import check_artifact_path, check_digest, describe
+
+__all__ = [
+    "check_artifact",
+    "check_artifacts",
+    "check_enum",
+    "check_lookup_id",
+    "check_metrics_arg",
+    "check_text",
+    "check_time",
+    "to_json",
+]
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def check_lookup_id(value: object, what: str) -> str:
+    """An id to look up: any string (unknown ones are NotFoundError later)."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"invalid {what} id: expected a string, got {describe(value)}")
+    return value
+
+
+def check_text(value: object, what: str, limit: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"invalid {what}: expected a string, got {describe(value)}")
+    if limit is not None and len(value) > limit:
+        raise InvalidArgumentError(
+            f"invalid {what}: expected at most {limit} characters, got {len(value)}"
+        )
+    return value
+
+
+def check_time(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgumentError(
+            f"invalid {what}: expected seconds since the epoch as a finite number, "
+            f"got {describe(value)}"
+        )
+    return float(value)
+
+
+def check_enum(kind: type[_E], value: object, what: str) -> _E:
+    if isinstance(value, str) and value in kind._value2member_map_:
+        return kind(value)
+    choices = ", ".join(str(m.value) for m in kind)
+    raise InvalidArgumentError(f"invalid {what}: expected one of {choices}, got {describe(value)}")
+
+
+def to_json(value: object, what: str) -> str:
+    """A mapping as canonical JSON text; NaN, sets and arbitrary objects are refused."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(f"invalid {what}: expected a mapping, got {describe(value)}")
+    try:
+        return json.dumps(dict(value), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise InvalidArgumentError(
+            f"invalid {what}: expected JSON-serializable values (str, number, bool, None, "
+            f"lists and string-keyed mappings of them): {e}"
+        ) from None
+
+
+def check_metrics_arg(metrics: object) -> Sequence[MetricSeries]:
+    if not isinstance(metrics, Sequence) or isinstance(metrics, str | MetricSeries):
+        raise InvalidArgumentError(
+            f"metrics: expected a list of MetricSeries, got {describe(metrics)}"
+        )
+    return metrics
+
+
+def check_artifact(artifact: object) -> Artifact:
+    if not isinstance(artifact, Artifact):
+        raise InvalidArgumentError(f"artifacts: expected Artifact items, got {describe(artifact)}")
+    path = check_artifact_path(artifact.path)
+    check_digest(artifact.digest)
+    if type(artifact.size) is not int or artifact.size < 0:
+        raise InvalidArgumentError(
+            f"invalid size for artifact {path!r}: expected a byte count >= 0, "
+            f"got {describe(artifact.size)}"
+        )
+    if artifact.kind not in ("file", "dir"):
+        raise InvalidArgumentError(
+            f"invalid kind for artifact {path!r}: expected 'file' or 'dir', "
+            f"got {describe(artifact.kind)}"
+        )
+    created = now() if artifact.created_at == 0 else check_time(artifact.created_at, "created_at")
+    return replace(artifact, created_at=created)
+
+
+def check_artifacts(artifacts: object) -> list[Artifact]:
+    if not isinstance(artifacts, Sequence) or isinstance(artifacts, str | Artifact):
+        raise InvalidArgumentError(
+            f"artifacts: expected a list of Artifact, got {describe(artifacts)}"
+        )
+    return [check_artifact(a) for a in artifacts]

@@ -1,0 +1,82 @@
+"""Fixtures shared by the whole test suite: external services.
+
+A test that needs a service (PostgreSQL today) skips when the service is not
+reachable, so ``pytest`` works on a laptop with nothing installed. CI sets
+``SHIPYARD_REQUIRE_SERVICES=1`` and then an unreachable service fails those
+tests instead, so they cannot skip unseen.
+
+PostgreSQL: ``SHIPYARD_TEST_POSTGRES`` (default
+``postgresql://postgres@127.0.0.1:5432/postgres``) names a server and a
+database to connect to for administration. Each test session (each xdist
+worker) creates its own database there and drops it at the end;
+``postgres_url`` resets it between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import NoReturn
+
+import pytest
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SHIPYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def require_service(name: str, problem: str) -> NoReturn:
+    """Stop the current test because service ``name`` is unavailable: skip it, or fail
+    it when ``SHIPYARD_REQUIRE_SERVICES=1``."""
+    message = f"{name} is not available: {problem}"
+    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
+        pytest.fail(
+            f"{message}\nSHIPYARD_REQUIRE_SERVICES=1 says service-backed tests must run: "
+            f"start {name}, or unset the variable to skip them.",
+            pytrace=False,
+        )
+    pytest.skip(message)
+
+
+def _with_database(url: str, database: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test session, dropped afterwards."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.Error as e:
+        require_service("PostgreSQL", f"cannot connect to {POSTGRES_ADMIN_URL}: {e}".strip())
+    name = f"shipyard_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield _with_database(POSTGRES_ADMIN_URL, name)
+        finally:
+            # FORCE ends the connections that pooled engines still hold (PostgreSQL 13+).
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, migrated and with every table emptied.
+
+    TRUNCATE of all tables is much faster than a new database per test.
+    """
+    import psycopg
+
+    from shipyard.store import open_store
+    from shipyard.store._sql._schema import metadata
+
+    open_store(postgres_database).close()  # migrates on first use
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with psycopg.connect(postgres_database, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    return postgres_database
