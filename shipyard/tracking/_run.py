@@ -21,6 +21,12 @@ logger = logging.getLogger("shipyard.tracking")
 __all__ = ["ActiveRun"]
 
 
+def _system_metrics_type() -> type:
+    from shipyard.tracking._system import SystemMetrics
+
+    return SystemMetrics
+
+
 class ActiveRun:
     """A run being logged to. Use as a context manager; ``end()`` otherwise.
 

@@ -245,3 +245,17 @@ def test_uncaught_exception_at_top_level_marks_failed(home: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode != 0
     assert shipyard.get_run(out.stdout.strip()).status is RunStatus.FAILED
+
+
+def test_system_metrics_are_sampled_as_metrics(home: Path) -> None:
+    """log_system_metrics samples CPU and memory into system/* metrics of the run."""
+    from shipyard.tracking import _run
+
+    with shipyard.start_run(log_system_metrics=True) as run:
+        sampler = run._sampler
+        assert isinstance(sampler, _run._system_metrics_type())
+        sample = sampler.sample()
+        assert {"system/cpu_percent", "system/memory_percent"} <= set(sample)
+        run.log_metrics(sample, step=0)
+    got = shipyard.get_run(run.id)
+    assert 0 <= got.metrics["system/memory_percent"] <= 100
