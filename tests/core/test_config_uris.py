@@ -21,7 +21,8 @@ def test_defaults_live_under_shipyard_home(monkeypatch: pytest.MonkeyPatch, tmp_
     cfg = settings()
     assert cfg.tracking_uri == f"sqlite:///{tmp_path / 'shipyard.db'}"
     assert cfg.blob_uri == str(tmp_path / "blobs")
-    assert cfg.flush_interval == 1.0 and cfg.buffer_policy == "block"
+    assert cfg.flush_interval == 1.0
+    assert cfg.buffer_policy == "block"
 
 
 def test_tracking_uri_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
