@@ -24,7 +24,7 @@ import numpy as np
 
 from shipyard._util import FrozenDict, new_id, now
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
-from shipyard.store import _filter
+from shipyard.store import _evaluate, _filter, _paging
 from shipyard.store._base import Store
 from shipyard.store._checks import (
     check_artifacts,
@@ -360,8 +360,8 @@ class MemoryStore(Store):
         expr = _filter.parse_filter(filter)
         order = _filter.parse_order_by(order_by)
         wanted = None if experiment_ids is None else [str(e) for e in experiment_ids]
-        fingerprint = _filter.fingerprint(wanted, filter, order_by, include_deleted)
-        offset = 0 if page_token is None else _filter.decode_page_token(page_token, fingerprint)
+        fingerprint = _paging.fingerprint(wanted, filter, order_by, include_deleted)
+        offset = 0 if page_token is None else _paging.decode_page_token(page_token, fingerprint)
         with self._lock:
             for experiment_id in experiment_ids or ():
                 self._experiment(experiment_id)
@@ -372,11 +372,11 @@ class MemoryStore(Store):
                 if (chosen is None or r.run.experiment_id in chosen)
                 and (include_deleted or r.run.lifecycle is Lifecycle.ACTIVE)
             ]
-        matching = [r for r in runs if expr is None or _filter.evaluate(expr, r) is True]
-        ordered = _filter.sort_runs(matching, order)
+        matching = [r for r in runs if expr is None or _evaluate.evaluate(expr, r) is True]
+        ordered = _evaluate.sort_runs(matching, order)
         items = tuple(ordered[offset : offset + max_results])
         end = offset + len(items)
-        token = _filter.encode_page_token(end, fingerprint) if end < len(ordered) else None
+        token = _paging.encode_page_token(end, fingerprint) if end < len(ordered) else None
         return Page(items=items, next_page_token=token)
 
     # -- logging --------------------------------------------------------------------

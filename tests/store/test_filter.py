@@ -16,7 +16,9 @@ import sqlalchemy as sa
 
 from shipyard._util import FrozenDict
 from shipyard.errors import InvalidArgumentError
+from shipyard.store import _evaluate, _paging
 from shipyard.store import _filter as f
+from shipyard.store._evaluate import evaluate, sort_runs
 from shipyard.store._filter import (
     And,
     Compare,
@@ -26,10 +28,8 @@ from shipyard.store._filter import (
     Not,
     Or,
     OrderKey,
-    evaluate,
     parse_filter,
     parse_order_by,
-    sort_runs,
 )
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql import _search
@@ -413,25 +413,25 @@ class TestSortRuns:
 class TestPageTokens:
     def test_round_trip(self) -> None:
         """A token gives back its offset for the same query."""
-        fp = f.fingerprint(["e1", "e2"], "metrics.m > 1", ["metrics.m"])
-        token = f.encode_page_token(200, fp)
+        fp = _paging.fingerprint(["e1", "e2"], "metrics.m > 1", ["metrics.m"])
+        token = _paging.encode_page_token(200, fp)
         assert token.replace("-", "").replace("_", "").isalnum()
-        assert f.decode_page_token(token, fp) == 200
+        assert _paging.decode_page_token(token, fp) == 200
 
     def test_fingerprint_names_the_query(self) -> None:
         """The fingerprint ignores experiment order but not filter, order or extras."""
-        fp = f.fingerprint(["a", "b"], "metrics.m > 1", None)
-        assert fp == f.fingerprint(["b", "a"], "metrics.m > 1", None)
-        assert fp != f.fingerprint(["a"], "metrics.m > 1", None)
-        assert fp != f.fingerprint(["a", "b"], "metrics.m > 2", None)
-        assert fp != f.fingerprint(["a", "b"], "metrics.m > 1", ["start_time"])
-        assert fp != f.fingerprint(["a", "b"], "metrics.m > 1", None, True)
+        fp = _paging.fingerprint(["a", "b"], "metrics.m > 1", None)
+        assert fp == _paging.fingerprint(["b", "a"], "metrics.m > 1", None)
+        assert fp != _paging.fingerprint(["a"], "metrics.m > 1", None)
+        assert fp != _paging.fingerprint(["a", "b"], "metrics.m > 2", None)
+        assert fp != _paging.fingerprint(["a", "b"], "metrics.m > 1", ["start_time"])
+        assert fp != _paging.fingerprint(["a", "b"], "metrics.m > 1", None, True)
 
     def test_other_query_is_refused(self) -> None:
         """A token reused with another query raises InvalidArgumentError."""
-        token = f.encode_page_token(10, f.fingerprint(None, "metrics.m > 1", None))
+        token = _paging.encode_page_token(10, _paging.fingerprint(None, "metrics.m > 1", None))
         with pytest.raises(InvalidArgumentError, match="page token does not belong to this query"):
-            f.decode_page_token(token, f.fingerprint(None, "metrics.m > 2", None))
+            _paging.decode_page_token(token, _paging.fingerprint(None, "metrics.m > 2", None))
 
     @pytest.mark.parametrize(
         "token", ["", "garbage!", "bm90IGpzb24", "WzEsMl0", "eyJvIjotMSwicSI6IngifQ"]
@@ -439,7 +439,7 @@ class TestPageTokens:
     def test_malformed(self, token: str) -> None:
         """Malformed tokens (bad base64, bad JSON, wrong shape, negative) are refused."""
         with pytest.raises(InvalidArgumentError, match="invalid page token"):
-            f.decode_page_token(token, "x")
+            _paging.decode_page_token(token, "x")
 
 
 # -- differential: SQL compiler against evaluate() ------------------------------------------
@@ -522,7 +522,7 @@ def insert_runs(engine: sa.Engine, runs: list[Run]) -> None:
         params = []
         for r in runs:
             for k, v in r.params.items():
-                vtype, text, num = f.param_columns(v)
+                vtype, text, num = _evaluate.param_columns(v)
                 params.append(
                     {
                         "run_id": r.id,

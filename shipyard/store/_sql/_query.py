@@ -8,13 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from shipyard.errors import InvalidArgumentError, NotFoundError
-from shipyard.store._filter import (
-    decode_page_token,
-    encode_page_token,
-    fingerprint,
-    parse_filter,
-    parse_order_by,
-)
+from shipyard.store._filter import parse_filter, parse_order_by
+from shipyard.store._paging import decode_page_token, encode_page_token, fingerprint
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql._search import compile_query
 from shipyard.types import Lifecycle

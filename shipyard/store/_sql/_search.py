@@ -3,8 +3,8 @@ SQLAlchemy Core, for SQLite and PostgreSQL.
 
 :func:`compile_query` adds joins, WHERE and ORDER BY to a ``select`` from ``runs``
 that already restricts experiments and lifecycle; the caller adds LIMIT/OFFSET.
-The result agrees exactly with :func:`~shipyard.store._filter.evaluate` and
-:func:`~shipyard.store._filter.sort_runs` (a differential test checks it):
+The result agrees exactly with :func:`~shipyard.store._evaluate.evaluate` and
+:func:`~shipyard.store._evaluate.sort_runs` (a differential test checks it):
 
 * Every metric, param or tag key in the order and filter gets one aliased table,
   joined on its primary key ``(run_id, key)``, so each lookup is an index seek and
@@ -40,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from shipyard.errors import InvalidArgumentError
+from shipyard.store._evaluate import ascii_lower, param_text
 from shipyard.store._filter import (
     ATTRIBUTES,
     LIKE_OPS,
@@ -53,8 +54,6 @@ from shipyard.store._filter import (
     Or,
     OrderKey,
     Value,
-    ascii_lower,
-    param_text,
 )
 from shipyard.store._sql import _schema as t
 

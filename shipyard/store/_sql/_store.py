@@ -24,7 +24,7 @@ from shipyard.store._checks import (
 )
 from shipyard.store._columns import check_series
 from shipyard.store._downsample import downsample
-from shipyard.store._filter import param_columns
+from shipyard.store._evaluate import param_columns
 from shipyard.store._sql import _metrics
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql._engine import make_engine, migrate, read, run_write
