@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,42 +10,31 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipyard._util import FrozenDict, new_id, now
-from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
+from shipyard.errors import ConflictError, NotFoundError, StateError
 from shipyard.store._base import Store
 from shipyard.store._checks import (
-    check_artifacts,
     check_enum,
     check_lookup_id,
-    check_metrics_arg,
     check_text,
     check_time,
     to_json,
 )
-from shipyard.store._columns import check_series
-from shipyard.store._downsample import downsample
-from shipyard.store._evaluate import param_columns
-from shipyard.store._sql import _metrics
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql._engine import make_engine, migrate, read, run_write
+from shipyard.store._sql._logging import LoggingMixin
+from shipyard.store._sql._rows import load_runs, project_row, q, upsert
 from shipyard.types import (
-    Artifact,
     Experiment,
     Lifecycle,
-    MetricSeries,
     Page,
-    ParamValue,
     Project,
     Run,
     RunStatus,
-    same_param,
 )
 from shipyard.validation import (
     check_id,
-    check_key,
     check_name,
-    check_params,
     check_tags,
-    describe,
 )
 
 __all__ = ["SqlStore"]
@@ -66,23 +54,7 @@ def _shared_engine(uri: str) -> Engine:
         return engine
 
 
-def _param_value(vtype: str, text: str) -> ParamValue:
-    if vtype == "null":
-        return None
-    if vtype == "bool":
-        return text == "true"
-    if vtype == "int":
-        return int(text)
-    if vtype == "float":
-        return float(text)
-    return text
-
-
-def _loads(text: str) -> FrozenDict[str, Any]:
-    return FrozenDict(json.loads(text or "{}"))
-
-
-class SqlStore(Store):
+class SqlStore(LoggingMixin, Store):
     """:class:`Store` over SQLAlchemy 2 (``sqlite:///path`` or ``postgresql://...``)."""
 
     def __init__(self, uri: str) -> None:
@@ -99,8 +71,8 @@ class SqlStore(Store):
 
         def write(conn: Connection) -> None:
             if conn.execute(sa.select(t.projects.c.id).where(t.projects.c.name == name)).first():
-                raise ConflictError(f"a project named {_q(name)} already exists")
-            conn.execute(sa.insert(t.projects).values(**_project_row(project)))
+                raise ConflictError(f"a project named {q(name)} already exists")
+            conn.execute(sa.insert(t.projects).values(**project_row(project)))
 
         run_write(self._engine, write, retry_integrity=False)
         return project
@@ -110,7 +82,7 @@ class SqlStore(Store):
         with read(self._engine) as conn:
             row = conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id)).first()
         if row is None:
-            raise NotFoundError(f"project {_q(project_id)} not found")
+            raise NotFoundError(f"project {q(project_id)} not found")
         return Project(row.id, row.name, row.description, row.created_at)
 
     def get_project_by_name(self, name: str) -> Project:
@@ -118,7 +90,7 @@ class SqlStore(Store):
         with read(self._engine) as conn:
             row = conn.execute(sa.select(t.projects).where(t.projects.c.name == name)).first()
         if row is None:
-            raise NotFoundError(f"project {_q(name)} not found; create it or check the name")
+            raise NotFoundError(f"project {q(name)} not found; create it or check the name")
         return Project(row.id, row.name, row.description, row.created_at)
 
     def list_projects(self) -> list[Project]:
@@ -150,7 +122,7 @@ class SqlStore(Store):
             if not conn.execute(
                 sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
             ).first():
-                raise NotFoundError(f"project {_q(project_id)} not found")
+                raise NotFoundError(f"project {q(project_id)} not found")
             clash = conn.execute(
                 sa.select(t.experiments.c.id, t.experiments.c.lifecycle).where(
                     t.experiments.c.project_id == project_id, t.experiments.c.name == name
@@ -160,7 +132,7 @@ class SqlStore(Store):
                 hint = (
                     " (it is deleted: restore or rename it)" if clash.lifecycle == "deleted" else ""
                 )
-                raise ConflictError(f"an experiment named {_q(name)} already exists{hint}")
+                raise ConflictError(f"an experiment named {q(name)} already exists{hint}")
             if conn.execute(
                 sa.select(t.experiments.c.id).where(t.experiments.c.id == exp_id)
             ).first():
@@ -208,7 +180,7 @@ class SqlStore(Store):
             ).first()
             if row is None:
                 raise NotFoundError(
-                    f"experiment {_q(experiment_id)} not found; list them with "
+                    f"experiment {q(experiment_id)} not found; list them with "
                     "'shipyard experiments list'"
                 )
             return self._experiment(conn, row)
@@ -224,7 +196,7 @@ class SqlStore(Store):
             ).first()
             if row is None:
                 raise NotFoundError(
-                    f"experiment {_q(name)} not found; list them with 'shipyard experiments list'"
+                    f"experiment {q(name)} not found; list them with 'shipyard experiments list'"
                 )
             return self._experiment(conn, row)
 
@@ -242,7 +214,7 @@ class SqlStore(Store):
                 if not conn.execute(
                     sa.select(t.projects.c.id).where(t.projects.c.id == project_id)
                 ).first():
-                    raise NotFoundError(f"project {_q(project_id)} not found")
+                    raise NotFoundError(f"project {q(project_id)} not found")
             return [self._experiment(conn, r) for r in conn.execute(query).all()]
 
     def update_experiment(
@@ -271,7 +243,7 @@ class SqlStore(Store):
                 sa.select(t.experiments).where(t.experiments.c.id == experiment_id)
             ).first()
             if row is None:
-                raise NotFoundError(f"experiment {_q(experiment_id)} not found")
+                raise NotFoundError(f"experiment {q(experiment_id)} not found")
             if (
                 name is not None
                 and name != row.name
@@ -281,7 +253,7 @@ class SqlStore(Store):
                     )
                 ).first()
             ):
-                raise ConflictError(f"an experiment named {_q(name)} already exists")
+                raise ConflictError(f"an experiment named {q(name)} already exists")
             if values:
                 conn.execute(
                     sa.update(t.experiments)
@@ -289,7 +261,7 @@ class SqlStore(Store):
                     .values(**values)
                 )
             for k, v in tag_map.items():
-                _upsert(
+                upsert(
                     conn,
                     t.experiment_tags,
                     {"experiment_id": experiment_id, "key": k},
@@ -335,7 +307,7 @@ class SqlStore(Store):
                 sa.select(t.experiments.c.lifecycle).where(t.experiments.c.id == experiment_id)
             ).first()
             if exp is None:
-                raise NotFoundError(f"experiment {_q(experiment_id)} not found")
+                raise NotFoundError(f"experiment {q(experiment_id)} not found")
             if exp.lifecycle != Lifecycle.ACTIVE.value:
                 raise StateError(
                     f"experiment {experiment_id} is deleted; restore it before adding runs"
@@ -371,57 +343,10 @@ class SqlStore(Store):
     def get_run(self, run_id: str) -> Run:
         check_lookup_id(run_id, "run")
         with read(self._engine) as conn:
-            runs = self._load_runs(conn, [run_id])
+            runs = load_runs(conn, [run_id])
         if not runs:
-            raise NotFoundError(f"run {_q(run_id)} not found; list runs with 'shipyard runs list'")
+            raise NotFoundError(f"run {q(run_id)} not found; list runs with 'shipyard runs list'")
         return runs[0]
-
-    def _load_runs(self, conn: Connection, run_ids: list[str]) -> list[Run]:
-        """Full runs for ids, in the given order (missing ids are skipped)."""
-        if not run_ids:
-            return []
-        rows: dict[str, Any] = {}
-        params: dict[str, dict[str, ParamValue]] = {r: {} for r in run_ids}
-        tags: dict[str, dict[str, str]] = {r: {} for r in run_ids}
-        for chunk in _metrics._chunks(run_ids):
-            for row in conn.execute(sa.select(t.runs).where(t.runs.c.id.in_(chunk))):
-                rows[row.id] = row
-            for row in conn.execute(
-                sa.select(
-                    t.params.c.run_id, t.params.c.key, t.params.c.value_type, t.params.c.value_text
-                ).where(t.params.c.run_id.in_(chunk))
-            ):
-                params[row.run_id][row.key] = _param_value(row.value_type, row.value_text)
-            for row in conn.execute(sa.select(t.tags).where(t.tags.c.run_id.in_(chunk))):
-                tags[row.run_id][row.key] = row.value
-        summaries = _metrics.summaries(conn, list(rows))
-        out = []
-        for rid in run_ids:
-            r = rows.get(rid)
-            if r is None:
-                continue
-            row = r
-            out.append(
-                Run(
-                    id=row.id,
-                    experiment_id=row.experiment_id,
-                    name=row.name,
-                    status=RunStatus(row.status),
-                    start_time=row.start_time,
-                    end_time=row.end_time,
-                    user=row.user,
-                    lifecycle=Lifecycle(row.lifecycle),
-                    parent_run_id=row.parent_run_id,
-                    params=FrozenDict(params[rid]),
-                    tags=FrozenDict(tags[rid]),
-                    summaries=FrozenDict(summaries.get(rid, {})),
-                    code=_loads(row.code),
-                    environment=_loads(row.environment),
-                    process=row.process,
-                    heartbeat_time=row.heartbeat_time,
-                )
-            )
-        return out
 
     def update_run(
         self,
@@ -458,7 +383,7 @@ class SqlStore(Store):
         def write(conn: Connection) -> None:
             result = conn.execute(sa.update(t.runs).where(t.runs.c.id == run_id).values(**values))
             if result.rowcount == 0:
-                raise NotFoundError(f"run {_q(run_id)} not found")
+                raise NotFoundError(f"run {q(run_id)} not found")
 
         if values:
             run_write(self._engine, write)
@@ -480,167 +405,4 @@ class SqlStore(Store):
             ids, token = search(
                 conn, experiment_ids, filter, order_by, max_results, page_token, include_deleted
             )
-            return Page(tuple(self._load_runs(conn, ids)), token)
-
-    # -- logging ----------------------------------------------------------------
-
-    def _check_run_writable(self, conn: Connection, run_id: str) -> None:
-        row = conn.execute(sa.select(t.runs.c.lifecycle).where(t.runs.c.id == run_id)).first()
-        if row is None:
-            raise NotFoundError(f"run {_q(run_id)} not found; list runs with 'shipyard runs list'")
-        if row.lifecycle != Lifecycle.ACTIVE.value:
-            raise StateError(f"run {run_id} is deleted; restore it before logging to it")
-
-    def log_batch(
-        self,
-        run_id: str,
-        *,
-        params: Mapping[str, ParamValue] | None = None,
-        tags: Mapping[str, str] | None = None,
-        metrics: Sequence[MetricSeries] = (),
-    ) -> None:
-        param_map = check_params(params or {})
-        tag_map = check_tags(tags or {})
-        check_lookup_id(run_id, "run")
-        series = [check_series(s) for s in check_metrics_arg(metrics)]
-
-        def write(conn: Connection) -> None:
-            self._check_run_writable(conn, run_id)
-            if param_map:
-                existing = {
-                    r.key: _param_value(r.value_type, r.value_text)
-                    for r in conn.execute(
-                        sa.select(
-                            t.params.c.key, t.params.c.value_type, t.params.c.value_text
-                        ).where(t.params.c.run_id == run_id, t.params.c.key.in_(list(param_map)))
-                    )
-                }
-                new_rows = []
-                for k, v in param_map.items():
-                    if k in existing:
-                        if not same_param(existing[k], v):
-                            raise ConflictError(
-                                f"param {k!r} of run {run_id} is already {existing[k]!r}; "
-                                f"cannot change it to {v!r} (params are immutable: log a new "
-                                "key or start a new run)"
-                            )
-                        continue
-                    vtype, text, num = param_columns(v)
-                    new_rows.append(
-                        {
-                            "run_id": run_id,
-                            "key": k,
-                            "value_type": vtype,
-                            "value_text": text,
-                            "value_num": num,
-                        }
-                    )
-                if new_rows:
-                    conn.execute(sa.insert(t.params), new_rows)
-            for k, v in tag_map.items():
-                _upsert(conn, t.tags, {"run_id": run_id, "key": k}, {"value": v})
-            for s in series:
-                _metrics.ingest(conn, run_id, s, for_update=self._pg)
-
-        if param_map or tag_map or series:
-            run_write(self._engine, write)
-
-    def delete_tag(self, run_id: str, key: str) -> None:
-        check_lookup_id(run_id, "run")
-        check_key(key, "tag key")
-
-        def write(conn: Connection) -> None:
-            self._check_run_writable(conn, run_id)
-            result = conn.execute(
-                sa.delete(t.tags).where(t.tags.c.run_id == run_id, t.tags.c.key == key)
-            )
-            if result.rowcount == 0:
-                raise NotFoundError(f"run {run_id} has no tag {_q(key)}")
-
-        run_write(self._engine, write)
-
-    def get_metric_history(
-        self, run_id: str, key: str, *, max_points: int | None = None
-    ) -> MetricSeries:
-        check_lookup_id(run_id, "run")
-        if max_points is not None and (
-            isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1
-        ):
-            raise InvalidArgumentError(
-                f"invalid max_points: expected an integer >= 1 or None, got {describe(max_points)}"
-            )
-        check_key(key, "metric key")
-        with read(self._engine) as conn:
-            series = _metrics.history(conn, run_id, key)
-            if series is None:
-                if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
-                    raise NotFoundError(f"run {_q(run_id)} not found")
-                raise NotFoundError(f"run {run_id} has no metric {_q(key)}")
-        if max_points is not None and len(series) > max_points:
-            steps, values, times = downsample(
-                series.steps, series.values, series.timestamps, max_points
-            )
-            series = MetricSeries(key, steps, values, times, total=len(series))
-        for arr in (series.steps, series.values, series.timestamps):
-            arr.flags.writeable = False
-        return series
-
-    def log_artifacts(self, run_id: str, artifacts: Sequence[Artifact]) -> None:
-        check_lookup_id(run_id, "run")
-        rows = [
-            {
-                "run_id": run_id,
-                "path": a.path,
-                "digest": a.digest,
-                "size": a.size,
-                "kind": a.kind,
-                "created_at": a.created_at,
-            }
-            for a in check_artifacts(artifacts)
-        ]
-
-        def write(conn: Connection) -> None:
-            self._check_run_writable(conn, run_id)
-            for row in rows:
-                conn.execute(
-                    sa.delete(t.artifacts).where(
-                        t.artifacts.c.run_id == run_id, t.artifacts.c.path == row["path"]
-                    )
-                )
-            if rows:
-                conn.execute(sa.insert(t.artifacts), rows)
-
-        run_write(self._engine, write)
-
-    def list_artifacts(self, run_id: str) -> list[Artifact]:
-        check_lookup_id(run_id, "run")
-        with read(self._engine) as conn:
-            if not conn.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
-                raise NotFoundError(f"run {_q(run_id)} not found")
-            rows = conn.execute(
-                sa.select(t.artifacts)
-                .where(t.artifacts.c.run_id == run_id)
-                .order_by(t.artifacts.c.path)
-            ).all()
-        return [Artifact(r.path, r.digest, int(r.size), r.kind, r.created_at) for r in rows]
-
-
-def _q(value: object) -> str:
-    """A user-supplied value quoted for a message, cut short if huge."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
-
-
-def _project_row(p: Project) -> dict[str, Any]:
-    return {"id": p.id, "name": p.name, "description": p.description, "created_at": p.created_at}
-
-
-def _upsert(
-    conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict[str, Any]
-) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(table).values(**keys, **values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+            return Page(tuple(load_runs(conn, ids)), token)
