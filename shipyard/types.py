@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Artifact",
+    "Dataset",
+    "DatasetVersion",
     "Experiment",
     "Lifecycle",
     "MetricSeries",
@@ -28,6 +30,7 @@ __all__ = [
     "ParamValue",
     "Project",
     "Run",
+    "RunInput",
     "RunStatus",
 ]
 
@@ -181,6 +184,51 @@ class Artifact:
     digest: str
     size: int
     kind: Literal["file", "dir"] = "file"
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A named, versioned collection of files (one Parquet file or a folder of
+    100,000 images)."""
+
+    id: str
+    project_id: str
+    name: str
+    description: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetVersion:
+    """One immutable state of a dataset, named by the digest of its manifest.
+
+    ``version`` counts from 1 within the dataset. ``source`` is the local path it
+    was added from (what ``shipyard data status`` compares against); ``run_id``
+    the run that produced it, if any; ``metadata`` free-form JSON (e.g. where an
+    imported DVC dataset came from).
+    """
+
+    id: str
+    dataset_id: str
+    version: int
+    digest: str
+    num_files: int
+    size: int
+    message: str = ""
+    source: str = ""
+    run_id: str | None = None
+    metadata: FrozenDict[str, Any] = field(default_factory=FrozenDict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunInput:
+    """A dataset version a run read, and in which role (train, validation...)."""
+
+    run_id: str
+    dataset_version_id: str
+    role: str
     created_at: float = 0.0
 
 

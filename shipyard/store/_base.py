@@ -35,6 +35,8 @@ from typing import Any
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.types import (
     Artifact,
+    Dataset,
+    DatasetVersion,
     Experiment,
     Lifecycle,
     MetricSeries,
@@ -42,6 +44,7 @@ from shipyard.types import (
     ParamValue,
     Project,
     Run,
+    RunInput,
     RunStatus,
 )
 
@@ -212,6 +215,72 @@ class Store(abc.ABC):
     def list_artifacts(self, run_id: str) -> list[Artifact]:
         """Artifacts of a run ordered by path."""
 
+    # -- datasets (data versioning) ----------------------------------------------
+
+    @abc.abstractmethod
+    def create_dataset(self, project_id: str, name: str, *, description: str = "") -> Dataset:
+        """Create a dataset. ConflictError if the project already has that name."""
+
+    @abc.abstractmethod
+    def get_dataset(self, dataset_id: str) -> Dataset: ...
+
+    @abc.abstractmethod
+    def get_dataset_by_name(self, project_id: str, name: str) -> Dataset: ...
+
+    @abc.abstractmethod
+    def list_datasets(self, project_id: str | None = None) -> list[Dataset]:
+        """Datasets ordered by name."""
+
+    @abc.abstractmethod
+    def create_dataset_version(
+        self,
+        dataset_id: str,
+        digest: str,
+        *,
+        num_files: int,
+        size: int,
+        message: str = "",
+        source: str = "",
+        run_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> DatasetVersion:
+        """Record a new version (number = previous highest + 1, atomically, so
+        concurrent adders get distinct numbers). ``digest`` names the manifest
+        blob; the caller stores the blobs first."""
+
+    @abc.abstractmethod
+    def get_dataset_version(self, dataset_id: str, version: int) -> DatasetVersion:
+        """A version by number; NotFoundError naming the dataset and number."""
+
+    @abc.abstractmethod
+    def get_dataset_version_by_id(self, version_id: str) -> DatasetVersion: ...
+
+    @abc.abstractmethod
+    def list_dataset_versions(self, dataset_id: str) -> list[DatasetVersion]:
+        """Versions ordered by number, oldest first."""
+
+    @abc.abstractmethod
+    def log_inputs(self, run_id: str, inputs: Sequence[tuple[str, str]]) -> None:
+        """Record ``(dataset_version_id, role)`` pairs as inputs of a run. Logging
+        the same pair again is a no-op; unknown versions are NotFoundError."""
+
+    @abc.abstractmethod
+    def list_run_inputs(self, run_id: str) -> list[RunInput]:
+        """Inputs of a run, oldest first."""
+
+    @abc.abstractmethod
+    def list_version_runs(self, dataset_version_id: str) -> list[RunInput]:
+        """The runs that read a dataset version (its lineage), oldest first."""
+
+    @abc.abstractmethod
+    def get_step_result(self, key: str) -> str | None:
+        """The dataset version id a cached preprocessing step produced, or None."""
+
+    @abc.abstractmethod
+    def put_step_result(self, key: str, dataset_version_id: str) -> None:
+        """Remember a preprocessing step's output (``key`` hashes its code, inputs
+        and arguments); a key stored again is overwritten."""
+
     # -- conveniences derived from the core -------------------------------------
 
     def get_or_create_project(self, name: str) -> Project:
@@ -231,6 +300,19 @@ class Store(abc.ABC):
                 return self.create_experiment(project_id, name)
             except ConflictError:
                 return self.get_experiment_by_name(project_id, name)
+
+    def get_or_create_dataset(self, project_id: str, name: str) -> Dataset:
+        try:
+            return self.get_dataset_by_name(project_id, name)
+        except NotFoundError:
+            try:
+                return self.create_dataset(project_id, name)
+            except ConflictError:
+                return self.get_dataset_by_name(project_id, name)
+
+    def latest_dataset_version(self, dataset_id: str) -> DatasetVersion | None:
+        versions = self.list_dataset_versions(dataset_id)
+        return versions[-1] if versions else None
 
     def log_param(self, run_id: str, key: str, value: ParamValue) -> None:
         self.log_batch(run_id, params={key: value})

@@ -108,3 +108,53 @@ def check_artifacts(artifacts: object) -> list[Artifact]:
             f"artifacts: expected a list of Artifact, got {describe(artifacts)}"
         )
     return [check_artifact(a) for a in artifacts]
+
+
+MAX_ROLE_LENGTH = 64
+MAX_STEP_KEY_LENGTH = 256
+
+
+def check_version_number(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(
+            f"invalid dataset version: expected an integer >= 1 (as in 'rides@3'), "
+            f"got {describe(value)}"
+        )
+    return value
+
+
+def check_count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgumentError(
+            f"invalid {what}: expected an integer >= 0, got {describe(value)}"
+        )
+    return value
+
+
+def check_inputs(inputs: object) -> list[tuple[str, str]]:
+    """``(dataset_version_id, role)`` pairs; a role is a short key like 'train'."""
+    from shipyard.validation import check_key
+
+    if not isinstance(inputs, Sequence) or isinstance(inputs, str):
+        raise InvalidArgumentError(
+            f"inputs: expected a list of (dataset_version_id, role) pairs, got {describe(inputs)}"
+        )
+    out = []
+    for item in inputs:
+        if not (isinstance(item, tuple | list) and len(item) == 2):
+            raise InvalidArgumentError(
+                f"inputs: expected (dataset_version_id, role) pairs, got {describe(item)}"
+            )
+        version_id = check_lookup_id(item[0], "dataset version")
+        role = check_key(item[1], "input role")
+        if len(role) > MAX_ROLE_LENGTH:
+            raise InvalidArgumentError(
+                f"invalid input role: expected at most {MAX_ROLE_LENGTH} characters, "
+                f"got {len(role)}"
+            )
+        out.append((version_id, role))
+    return out
+
+
+def check_step_key(key: object) -> str:
+    return check_text(key, "step key", MAX_STEP_KEY_LENGTH)

@@ -36,6 +36,7 @@ from shipyard.store._checks import (
 )
 from shipyard.store._columns import check_series
 from shipyard.store._downsample import downsample
+from shipyard.store._memory_data import MemoryDatasets
 from shipyard.types import (
     Artifact,
     Experiment,
@@ -87,7 +88,7 @@ class _RunRecord:
         )
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryDatasets, Store):
     """A complete, thread-safe :class:`Store` held in this process's memory."""
 
     def __init__(self, uri: str = "memory:") -> None:
@@ -96,6 +97,7 @@ class MemoryStore(Store):
         self._projects: dict[str, Project] = {}
         self._experiments: dict[str, Experiment] = {}  # insertion order = creation order
         self._runs: dict[str, _RunRecord] = {}
+        self._init_datasets()
 
     # -- lookups (callers hold the lock) ---------------------------------------------
 

@@ -23,6 +23,7 @@ states the behaviour it checks, so the report reads as a specification.
 
 from __future__ import annotations
 
+from shipyard.testing._store_datasets import DatasetTests
 from shipyard.testing._store_entities import EntityTests
 from shipyard.testing._store_logging import LoggingTests
 from shipyard.testing._store_robustness import RobustnessTests
@@ -31,5 +32,5 @@ from shipyard.testing._store_search import SearchTests
 __all__ = ["StoreConformance"]
 
 
-class StoreConformance(EntityTests, LoggingTests, SearchTests, RobustnessTests):
+class StoreConformance(EntityTests, LoggingTests, SearchTests, RobustnessTests, DatasetTests):
     """Mix into a ``Test...`` class next to a ``store`` fixture to check a store."""

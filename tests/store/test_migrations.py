@@ -67,3 +67,25 @@ def test_concurrent_first_use_migrates_once(tmp_path: Path) -> None:
         ids = pool.map(_open, [uri] * 8)
     assert len(set(ids)) == 1
     assert current_revision(make_engine(uri)) == HEAD_REVISION
+
+
+def test_upgrade_from_v0_1_0_keeps_data(tmp_path: Path) -> None:
+    """A database made by 0.1.0 upgrades to head on open, with its runs and metrics intact."""
+    import shutil
+
+    from shipyard.store import open_store
+
+    db = tmp_path / "old.db"
+    shutil.copy(Path(__file__).with_name("assets") / "v0.1.0.db", db)
+    store = open_store(f"sqlite:///{db}")
+    assert current_revision(make_engine(f"sqlite:///{db}")) == HEAD_REVISION
+    run = store.get_run("0" * 31 + "3")
+    assert run.name == "legacy"
+    assert run.params == {"lr": 0.1}
+    assert run.code == {"git_commit": "abc"}
+    history = store.get_metric_history(run.id, "loss")
+    assert history.steps.tolist() == list(range(5000))
+    assert run.summaries["loss"].min == 1.0 / 5000
+    project = store.get_project_by_name("default")
+    ds = store.create_dataset(project.id, "new-after-upgrade")
+    assert store.create_dataset_version(ds.id, "ab" * 32, num_files=1, size=1).version == 1

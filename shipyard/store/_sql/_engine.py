@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shipyard.errors import ConflictError, InvalidArgumentError, StoreError
 
-HEAD_REVISION = "v0.1.0"
+HEAD_REVISION = "v0.2.0"
 BUSY_TIMEOUT_S = 30.0
 RETRY_FOR_S = 120.0
 T = TypeVar("T")

@@ -130,3 +130,52 @@ artifacts = sa.Table(
     sa.Column("created_at", Double, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# -- data versioning (v0.2.0) ----------------------------------------------------
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", Double, nullable=False),
+    sa.UniqueConstraint("project_id", "name", name="uq_datasets_project_name"),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("dataset_id", ID, sa.ForeignKey("datasets.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("num_files", sa.BigInteger, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+    sa.Column("source", sa.Text, nullable=False, default=""),
+    sa.Column("run_id", ID, nullable=True),
+    sa.Column("metadata", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", Double, nullable=False),
+    sa.UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_number"),
+)
+
+run_inputs = sa.Table(
+    "run_inputs",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("dataset_version_id", ID, sa.ForeignKey("dataset_versions.id"), primary_key=True),
+    sa.Column("role", sa.String(64), primary_key=True),
+    sa.Column("created_at", Double, nullable=False),
+    sa.Index("ix_run_inputs_version", "dataset_version_id"),
+    sqlite_with_rowid=False,
+)
+
+step_results = sa.Table(
+    "step_results",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("dataset_version_id", ID, sa.ForeignKey("dataset_versions.id"), nullable=False),
+    sa.Column("created_at", Double, nullable=False),
+)
