@@ -162,7 +162,8 @@ class Store(abc.ABC):
         code: Mapping[str, Any] | None = None,
         environment: Mapping[str, Any] | None = None,
     ) -> Run:
-        """Change the given fields (``None`` leaves a field as it is)."""
+        """Change the given fields (``None`` leaves a field as it is). Setting the
+        status back to RUNNING (a resume) clears ``end_time``."""
 
     @abc.abstractmethod
     def search_runs(

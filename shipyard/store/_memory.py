@@ -313,6 +313,8 @@ class MemoryStore(MemoryDatasets, Store):
         changes: dict[str, Any] = {}
         if status is not None:
             changes["status"] = check_enum(RunStatus, status, "status")
+            if changes["status"] is RunStatus.RUNNING and end_time is None:
+                changes["end_time"] = None  # resumed: no longer ended
         if end_time is not None:
             changes["end_time"] = check_time(end_time, "end_time")
         if name is not None:

@@ -409,6 +409,14 @@ class EntityTests:
         )
         assert store.get_run(run.id) == beat
 
+    def test_resuming_clears_end_time(self, store: Store) -> None:
+        """Setting a finished run back to RUNNING clears its end time."""
+        run = make_run(store)
+        store.update_run(run.id, status=RunStatus.FINISHED, end_time=run.start_time + 5)
+        resumed = store.update_run(run.id, status=RunStatus.RUNNING)
+        assert resumed.status is RunStatus.RUNNING
+        assert resumed.end_time is None
+
     def test_update_run_replaces_code_and_environment(self, store: Store) -> None:
         """code and environment given to update_run replace the stored mappings."""
         run = make_run(store, code={"commit": "a", "dirty": True}, environment={"py": "3.11"})

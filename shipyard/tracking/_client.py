@@ -183,6 +183,11 @@ class TrackingClient:
         if not (_liveness.is_dead(run.process) or stale):
             return run
         try:
+            # Re-read first: the run may have finished, or been resumed by another
+            # process, since ``run`` was read (the window left is milliseconds).
+            now = self.store.get_run(run.id)
+            if now.status is not RunStatus.RUNNING or now.process != run.process:
+                return now
             return self.store.update_run(
                 run.id, status=RunStatus.KILLED, end_time=run.heartbeat_time or time.time()
             )
@@ -243,7 +248,7 @@ class TrackingClient:
             raise InvalidArgumentError(
                 f"cannot log artifact {str(path)!r}: no such file or directory"
             )
-        dest = "/".join(p for p in (_artifact_path(artifact_path), path.name) if p)
+        dest = "/".join(p for p in (_artifact_path(artifact_path), path.resolve().name) if p)
         artifact = self._put(path, dest)
         self.store.log_artifacts(run_id, [artifact])
         return artifact

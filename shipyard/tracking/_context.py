@@ -41,6 +41,16 @@ def _git(args: list[str], cwd: Path) -> str | None:
     return out.stdout.decode("utf-8", "replace")
 
 
+def _strip_credentials(url: str) -> str:
+    """``https://user:token@host/repo`` -> ``https://host/repo``: never store secrets."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
 def entry_point() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
@@ -70,7 +80,7 @@ def capture_code(
         code["git_branch"] = branch.strip()
     remote = _git(["config", "--get", "remote.origin.url"], top)
     if remote:
-        code["git_remote"] = remote.strip()
+        code["git_remote"] = _strip_credentials(remote.strip())
     diff = _git(["diff", "HEAD", "--no-color", "--no-ext-diff"], top) if commit else None
     if diff is None and not commit:
         diff = _git(["diff", "--cached", "--no-color"], top)

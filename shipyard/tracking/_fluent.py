@@ -21,10 +21,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shipyard import context
 from shipyard.errors import InvalidArgumentError, StateError
 from shipyard.tracking import _liveness
 from shipyard.tracking._client import TrackingClient
-from shipyard.tracking._run import ActiveRun
+from shipyard.tracking._run import ActiveRun, check_status
 from shipyard.types import Artifact, MetricSeries, Page, Run, RunStatus
 from shipyard.validation import check_id, check_name
 
@@ -38,7 +39,7 @@ _tracking_uri: str | None = None
 _experiment: str | None = None
 _stack: list[ActiveRun] = []
 _exit_hooked = False
-_failed = False
+_failed: RunStatus | None = None
 
 
 def _no_run_log_metric(
@@ -67,6 +68,7 @@ def set_tracking_uri(uri: str | None) -> None:
             raise StateError("cannot change the tracking URI while a run is active; end it first")
         _tracking_uri = uri
         _client = None
+        context.set_tracking_uri(uri)
 
 
 def get_tracking_uri() -> str:
@@ -88,17 +90,33 @@ def _hook_exit() -> None:
 
     def excepthook(tp: Any, value: Any, tb: Any) -> None:
         global _failed
-        _failed = True
+        _failed = RunStatus.KILLED if issubclass(tp, KeyboardInterrupt) else RunStatus.FAILED
         previous(tp, value, tb)
 
     sys.excepthook = excepthook
     atexit.register(_at_exit)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _at_exit() -> None:
-    status = RunStatus.FAILED if _failed else RunStatus.FINISHED
+    """End the runs left open, all within one SHIPYARD_EXIT_FLUSH_TIMEOUT."""
+    import time
+
+    status = _failed or RunStatus.FINISHED
+    if _stack:
+        deadline = time.monotonic() + _stack[-1].client.settings.exit_flush_timeout
     while _stack:
-        _end(_stack[-1], status)
+        _end(_stack[-1], status, deadline)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child keeps logging to the parent's runs through writers of its own,
+    and opens its own database connections."""
+    global _lock
+    _lock = threading.RLock()
+    for run in _stack:
+        run._after_fork()
+    _rebind()
 
 
 def _rebind() -> None:
@@ -148,6 +166,7 @@ def start_run(
             check_id(run_id)
             if any(r.id == run_id for r in _stack):
                 raise StateError(f"run {run_id} is already active in this process")
+            _check_resumable(client, run_id)
             run = client.store.update_run(
                 run_id,
                 status=RunStatus.RUNNING,
@@ -176,6 +195,7 @@ def start_run(
             )
         active = ActiveRun(client, run, system_metrics=bool(log_system_metrics))
         _stack.append(active)
+        context.push_run(active.id)
         _rebind()
     if run_id is None:
         capture = threading.Thread(
@@ -184,6 +204,25 @@ def start_run(
         capture.start()
         active.background.append(capture)
     return active
+
+
+def _check_resumable(client: TrackingClient, run_id: str) -> None:
+    import time
+
+    from shipyard.types import Lifecycle
+
+    run = client.get_run(run_id)  # marks a dead owner's run KILLED first
+    if run.lifecycle is Lifecycle.DELETED:
+        raise StateError(f"run {run_id} is deleted; restore it before resuming it")
+    fresh = (
+        run.heartbeat_time is not None
+        and time.time() - run.heartbeat_time < client.settings.heartbeat_timeout
+    )
+    if run.status is RunStatus.RUNNING and fresh and not _liveness.is_dead(run.process):
+        raise StateError(
+            f"run {run_id} is still running in process {run.process}; wait for it to end "
+            "or kill it before resuming"
+        )
 
 
 def _capture(client: TrackingClient, run_id: str) -> None:
@@ -219,23 +258,18 @@ def _auto_run() -> ActiveRun:
         return run
 
 
-def _end(run: ActiveRun, status: RunStatus) -> None:
+def _end(run: ActiveRun, status: RunStatus, deadline: float | None = None) -> None:
     with _lock:
-        run.end(status)
+        run._finish(status, deadline)
         if run in _stack:
             _stack.remove(run)
+        context.pop_run(run.id)
         _rebind()
 
 
 def end_run(status: RunStatus | str = RunStatus.FINISHED) -> None:
     """End the active run: flush its points and record the status."""
-    try:
-        status = RunStatus(status)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"invalid run status {status!r}: expected one of "
-            f"{', '.join(s.value for s in RunStatus)}"
-        ) from None
+    status = check_status(status)
     with _lock:
         if _stack:
             _end(_stack[-1], status)
@@ -305,7 +339,8 @@ def log_artifacts(
 
 
 def flush(timeout: float | None = None) -> bool:
-    """Wait until everything logged to the active run is in the store."""
+    """Wait until everything logged to the active run is in the store (at most
+    ``timeout`` seconds, default ``SHIPYARD_EXIT_FLUSH_TIMEOUT``)."""
     run = active_run()
     return True if run is None else run.flush(timeout)
 

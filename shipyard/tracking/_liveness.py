@@ -20,15 +20,17 @@ def _host() -> str:
 
 def _start_time(pid: int) -> float | None:
     """Start time of a live process; None if it is gone or a zombie."""
-    try:
-        import psutil
+    import psutil
 
+    try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return float(proc.create_time())
-    except Exception:
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
+    except Exception:  # access denied and the like: alive, as far as we can tell
+        return -1.0
 
 
 def process_id() -> str:
@@ -53,4 +55,4 @@ def is_dead(process: str | None) -> bool:
     actual = _start_time(pid)
     if actual is None:
         return True
-    return start > 0 and abs(actual - start) > 1.0
+    return start > 0 and actual >= 0 and abs(actual - start) > 1.0

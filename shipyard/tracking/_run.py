@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from shipyard.errors import ConflictError
+from shipyard.errors import ConflictError, InvalidArgumentError
 from shipyard.tracking._client import TrackingClient
 from shipyard.tracking._writer import RunWriter
 from shipyard.types import Artifact, ParamValue, Run, RunStatus, same_param
@@ -18,7 +18,15 @@ from shipyard.validation import check_params, check_tags
 
 logger = logging.getLogger("shipyard.tracking")
 
-__all__ = ["ActiveRun"]
+__all__ = ["ActiveRun", "check_status"]
+
+
+def check_status(status: object) -> RunStatus:
+    if isinstance(status, str) and status in RunStatus._value2member_map_:
+        return RunStatus(status)
+    raise InvalidArgumentError(
+        f"invalid run status {status!r}: expected one of {', '.join(s.value for s in RunStatus)}"
+    )
 
 
 def _system_metrics_type() -> type:
@@ -63,6 +71,8 @@ class ActiveRun:
         self.log_metric = self._writer.log_metric
         self.log_metrics = self._writer.log_metrics
         self.ended = False
+        #: True in a forked child: it logs to the run but leaves its status alone.
+        self.foreign = False
         #: Threads (code/environment capture) that end() waits for.
         self.background: list[threading.Thread] = []
         self._sampler: Any = None
@@ -114,7 +124,11 @@ class ActiveRun:
         return self.client.log_artifacts(self.id, local_dir, artifact_path)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything logged so far is in the store (or timeout)."""
+        """Block until everything logged so far is in the store. Waits at most
+        ``timeout`` seconds (default ``SHIPYARD_EXIT_FLUSH_TIMEOUT``); False when
+        something did not make it (see the log for why)."""
+        if timeout is None:
+            timeout = self.client.settings.exit_flush_timeout
         return self._writer.flush(timeout)
 
     @property
@@ -122,31 +136,70 @@ class ActiveRun:
         return self._writer.dropped_points
 
     def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
-        """Flush, stop the writer and record the final status. Idempotent."""
+        """Flush, stop the writer, record the final status and stop being the
+        active run. Idempotent."""
+        from shipyard.tracking import _fluent
+
+        _fluent._end(self, check_status(status))
+
+    def _finish(self, status: RunStatus, deadline: float | None = None) -> None:
+        """Everything end() does, within one deadline: a dead store costs at most
+        ``SHIPYARD_EXIT_FLUSH_TIMEOUT`` in all, never a hang."""
         if self.ended:
             return
         self.ended = True
-        status = RunStatus(status)
+        if deadline is None:
+            deadline = time.monotonic() + self.client.settings.exit_flush_timeout
         for thread in self.background:
-            thread.join(timeout=30.0)
+            thread.join(timeout=max(0.0, min(30.0, deadline - time.monotonic())))
         if self._sampler is not None:
             self._sampler.stop()
         if self._writer.dropped_points:
             self._writer.set_tags({"shipyard.dropped_points": str(self._writer.dropped_points)})
-        timeout = self.client.settings.exit_flush_timeout
-        if not self._writer.close(timeout):
+        if not self._writer.close(max(0.0, deadline - time.monotonic())):
             logger.error(
-                "run %s: %d logged items could not be written to the store within %.0f s "
-                "(last error: %s)",
+                "run %s: not everything logged reached the store (%d items still pending, "
+                "%d points dropped or refused; last error: %s)",
                 self.id,
                 self._writer.pending(),
-                timeout,
+                self._writer.lost_points,
                 self._writer.last_error,
             )
-        try:
-            self.info = self.client.store.update_run(self.id, status=status, end_time=time.time())
-        except Exception as e:
-            logger.error("run %s: could not record its end (%s): %s", self.id, status.value, e)
+        if self.foreign:
+            return  # a forked child never ends its parent's run
+
+        def record() -> None:
+            try:
+                self.info = self.client.store.update_run(
+                    self.id, status=status, end_time=time.time()
+                )
+            except Exception as e:
+                logger.error("run %s: could not record its end (%s): %s", self.id, status, e)
+
+        closer = threading.Thread(target=record, name="shipyard-end-run", daemon=True)
+        closer.start()
+        closer.join(timeout=max(0.5, deadline - time.monotonic()))
+        if closer.is_alive():
+            logger.error("run %s: the store did not record its end in time", self.id)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's writer thread does not exist here. Give
+        the child its own writer; the child flushes at exit but never ends the run."""
+        self.foreign = True
+        self.background = []
+        self._sampler = None
+        old = self._writer
+        self._writer = RunWriter(
+            self.client.store,
+            self.id,
+            flush_interval=old.flush_interval,
+            max_buffered_points=old.max_buffered_points,
+            buffer_policy=old.buffer_policy,
+            buffer_block_timeout=old.buffer_block_timeout,
+            known_steps={k: s - 1 for k, s in zip(old._key_names, old._next_step, strict=True)},
+        )
+        self.log_metric = self._writer.log_metric
+        self.log_metrics = self._writer.log_metrics
 
     def __enter__(self) -> ActiveRun:
         return self

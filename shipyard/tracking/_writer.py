@@ -20,7 +20,10 @@ Buffer policy when the store is slower than the logger: at most
 for room (backpressure, so a slow store slows training a little instead of
 losing data), then drops the point; ``drop`` drops at once. Dropped points are
 counted, warned about, and recorded as the run's ``shipyard.dropped_points``
-tag.
+tag. Points waiting for a retry after a store failure count against the same
+limit. After one block times out the writer stops blocking (it drops) until
+the buffer has drained, so a dead store costs the loop one timeout, not one
+per call.
 """
 
 from __future__ import annotations
@@ -28,19 +31,36 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import math
 import operator
 import threading
 import time
 from typing import Any
 
-from shipyard.errors import ShipyardError, StoreError
+from shipyard.errors import InvalidArgumentError, ShipyardError, StoreError
 from shipyard.store import Store
 from shipyard.types import MetricSeries, ParamValue
-from shipyard.validation import check_key, check_step, check_value
+from shipyard.validation import check_key, check_step, check_value, describe
 
 logger = logging.getLogger("shipyard.tracking")
 
 _K, _S, _V, _T = (operator.itemgetter(i) for i in range(4))
+
+
+INT64_MAX = 0x7FFFFFFFFFFFFFFF
+
+
+def _check_timestamp(value: object, key: str) -> float:
+    try:
+        ts = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        ts = float("nan")
+    if not math.isfinite(ts) or isinstance(value, bool | str):
+        raise InvalidArgumentError(
+            f"invalid timestamp for metric {key!r}: expected seconds since the epoch as a "
+            f"finite number, got {describe(value)}"
+        )
+    return ts
 
 
 class RunWriter:
@@ -65,11 +85,16 @@ class RunWriter:
         self.buffer_policy = buffer_policy
         self.buffer_block_timeout = buffer_block_timeout
         self.heartbeat_interval = heartbeat_interval
+        #: Points dropped by the buffer policy (or logged after close).
         self.dropped_points = 0
+        #: Points the store refused outright (bad data it found; not retried).
+        self.refused_points = 0
         self.last_error: BaseException | None = None
 
         self._queue: collections.deque[tuple[int, int, float, float]] = collections.deque()
+        # A list so close() can force every call onto the slow path the closure checks.
         self._soft_limit = min(200_000, max_buffered_points)
+        self._limit = [self._soft_limit]
         self._keys: dict[str, int] = {}
         self._key_names: list[str] = []
         self._next_step: list[int] = []
@@ -77,7 +102,10 @@ class RunWriter:
         self._ops_lock = threading.Lock()
         self._params: dict[str, ParamValue] = {}
         self._tags: dict[str, str] = {}
-        self._carry: list[MetricSeries] = []  # drained points whose write failed
+        self._carry: dict[str, list[MetricSeries]] = {}  # drained points whose write failed
+        self._carried = 0
+        self._blocked_out = False
+        self._closed = False
         self._cond = threading.Condition()
         self._wake = False
         self._requested = 0
@@ -90,6 +118,10 @@ class RunWriter:
         )
         self._thread.start()
 
+    @property
+    def lost_points(self) -> int:
+        return self.dropped_points + self.refused_points
+
     # -- hot path ---------------------------------------------------------------
 
     def _make_log_metric(self) -> Any:
@@ -100,7 +132,7 @@ class RunWriter:
         next_step = self._next_step
         queue_len = self._queue.__len__
         append = self._queue.append
-        soft_limit = self._soft_limit
+        limit = self._limit
         pressure = self._pressure
         clock = time.time
 
@@ -115,20 +147,33 @@ class RunWriter:
                 value = check_value(value, key)
             if step is None:
                 step = next_step[kid]
-            elif type(step) is not int or not -0x8000000000000000 <= step <= 0x7FFFFFFFFFFFFFFF:
+                if step > INT64_MAX:
+                    step = check_step(step, key)
+            elif type(step) is not int or not -0x8000000000000000 <= step <= INT64_MAX:
                 step = check_step(step, key)
             next_step[kid] = step + 1
-            if queue_len() >= soft_limit and not pressure():
+            if queue_len() >= limit[0] and not pressure():
                 return
-            append((kid, step, value, clock() if timestamp is None else float(timestamp)))
+            append(
+                (
+                    kid,
+                    step,
+                    value,
+                    clock() if timestamp is None else _check_timestamp(timestamp, key),
+                )
+            )
 
         return log_metric
 
     def log_metrics(
         self, metrics: dict[str, float], step: int | None = None, timestamp: float | None = None
     ) -> None:
-        ts = time.time() if timestamp is None else timestamp
-        for key, value in metrics.items():
+        """Several metrics at one step; all are checked before any is logged."""
+        ts = time.time() if timestamp is None else _check_timestamp(timestamp, "")
+        if step is not None:
+            step = check_step(step)
+        checked = {check_key(k, "metric key"): check_value(v, k) for k, v in metrics.items()}
+        for key, value in checked.items():
             self.log_metric(key, value, step, ts)
 
     def _register(self, key: str) -> int:
@@ -143,20 +188,27 @@ class RunWriter:
         return kid
 
     def _pressure(self) -> bool:
-        """The buffer is large: wake the writer (once per drain); past the hard
-        limit apply the policy. Returns False when the point must be dropped."""
+        """The buffer is large (or the writer closed): wake the writer once per
+        drain; past the hard limit apply the policy. False: drop the point."""
+        if self._closed:
+            self.dropped_points += 1
+            self._warn(
+                "closed",
+                f"run {self.run_id} has ended: points logged to it now are dropped "
+                "(start or resume a run to keep logging)",
+            )
+            return False
         if not self._wake:
             self._kick()
-        if len(self._queue) < self.max_buffered_points:
+        if len(self._queue) + self._carried < self.max_buffered_points:
             return True
-        if self.buffer_policy == "block":
+        if self.buffer_policy == "block" and not self._blocked_out:
             deadline = time.monotonic() + self.buffer_block_timeout
-            while len(self._queue) >= self.max_buffered_points and self._thread.is_alive():
-                if time.monotonic() > deadline:
-                    break
+            while self._thread.is_alive() and time.monotonic() < deadline:
+                if len(self._queue) + self._carried < self.max_buffered_points:
+                    return True
                 time.sleep(0.005)
-            if len(self._queue) < self.max_buffered_points:
-                return True
+            self._blocked_out = True  # drop, without waiting, until the buffer drains
         self.dropped_points += 1
         self._warn(
             "dropped",
@@ -186,7 +238,9 @@ class RunWriter:
             self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Write everything logged so far; True when it reached the store in time."""
+        """Write everything logged before this call. True when all of it reached
+        the store within ``timeout`` and nothing was dropped or refused meanwhile."""
+        lost = self.lost_points
         with self._cond:
             self._requested += 1
             target = self._requested
@@ -195,19 +249,18 @@ class RunWriter:
             ok = self._cond.wait_for(
                 lambda: self._completed >= target or not self._thread.is_alive(), timeout
             )
-        return bool(ok) and self._thread.is_alive() and self.pending() == 0
+        return bool(ok) and self._completed >= target and self.lost_points == lost
 
     def pending(self) -> int:
-        return (
-            len(self._queue)
-            + sum(len(s) for s in self._carry)
-            + len(self._params)
-            + len(self._tags)
-        )
+        """Points and params/tags not yet in the store."""
+        return len(self._queue) + self._carried + len(self._params) + len(self._tags)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush and stop the thread. True when nothing was left unwritten."""
-        ok = self.flush(timeout)
+        """Flush and stop the thread; later points are dropped with a warning. True
+        when everything ever logged reached the store (nothing dropped or refused)."""
+        ok = self.flush(timeout) and self.lost_points == 0
+        self._closed = True
+        self._limit[0] = -1
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -230,6 +283,8 @@ class RunWriter:
                 next_heartbeat = time.monotonic() + self.heartbeat_interval
                 self._heartbeat()
             backoff = 0.0 if ok else min(max(backoff * 2, 0.5), 30.0)
+            if ok and len(self._queue) < self.max_buffered_points // 2:
+                self._blocked_out = False
             with self._cond:
                 if ok:
                     self._completed = max(self._completed, target)
@@ -251,10 +306,22 @@ class RunWriter:
         import numpy as np
 
         items = list(itertools.islice(iter(queue.popleft, None), n))
-        kids = np.fromiter(map(_K, items), np.int32, n)
-        steps = np.fromiter(map(_S, items), np.int64, n)
-        values = np.fromiter(map(_V, items), np.float64, n)
-        times = np.fromiter(map(_T, items), np.float64, n)
+        try:
+            kids = np.fromiter(map(_K, items), np.int32, n)
+            steps = np.fromiter(map(_S, items), np.int64, n)
+            values = np.fromiter(map(_V, items), np.float64, n)
+            times = np.fromiter(map(_T, items), np.float64, n)
+        except (OverflowError, ValueError, TypeError):
+            # Cannot happen for points logged through log_metric; keep the good ones.
+            good = [p for p in items if -0x8000000000000000 <= p[1] <= INT64_MAX]
+            self.refused_points += len(items) - len(good)
+            n = len(good)
+            if n == 0:
+                return []
+            kids = np.fromiter(map(_K, good), np.int32, n)
+            steps = np.fromiter(map(_S, good), np.int64, n)
+            values = np.fromiter(map(_V, good), np.float64, n)
+            times = np.fromiter(map(_T, good), np.float64, n)
         del items
         first = int(kids[0])
         if bool(np.all(kids == first)):
@@ -274,26 +341,52 @@ class RunWriter:
             for i, kid in enumerate(uniq.tolist())
         ]
 
+    def _take_carry(self) -> list[MetricSeries]:
+        import numpy as np
+
+        out = []
+        for key, parts in self._carry.items():
+            if len(parts) == 1:
+                out.append(parts[0])
+            else:
+                out.append(
+                    MetricSeries(
+                        key,
+                        np.concatenate([p.steps for p in parts]),
+                        np.concatenate([p.values for p in parts]),
+                        np.concatenate([p.timestamps for p in parts]),
+                    )
+                )
+        self._carry = {}
+        return out
+
     def _write_once(self) -> bool:
         with self._ops_lock:
             params, self._params = self._params, {}
             tags, self._tags = self._tags, {}
+        carried = self._take_carry()
         try:
-            metrics = self._carry + self._drain()
+            fresh = self._drain()
         except Exception as e:  # never let the writer thread die
             self._warn("drain", f"tracking could not read its buffer: {e!r}")
-            return False
-        self._carry = []
+            fresh = []
+        metrics = _merge(carried + fresh)
         if not (params or tags or metrics):
             return True
+        # Points in flight count against the buffer limit until they are stored.
+        self._carried = sum(len(s) for s in metrics)
+        self._limit[0] = max(0, min(self._soft_limit, self.max_buffered_points - self._carried))
         try:
             self.store.log_batch(self.run_id, params=params, tags=tags, metrics=metrics)
+            self._carried = 0
+            if not self._closed:
+                self._limit[0] = self._soft_limit
             return True
         except StoreError as e:
             return self._keep(params, tags, metrics, e)
         except ShipyardError as e:
             # The store refused the data itself: retrying will not help. Write the
-            # parts separately so one bad param does not cost the metrics.
+            # parts separately so one bad item does not cost the rest.
             return self._split(params, tags, metrics, e)
         except Exception as e:
             return self._keep(params, tags, metrics, e)
@@ -309,11 +402,13 @@ class RunWriter:
         with self._ops_lock:
             self._params = {**params, **self._params}
             self._tags = {**tags, **self._tags}
-        self._carry = metrics
+        for series in metrics:
+            self._carry.setdefault(series.key, []).append(series)
+        self._carried = sum(len(s) for parts in self._carry.values() for s in parts)
         self._warn(
             type(e).__name__,
             f"tracking could not write to the store ({e}); keeping "
-            f"{sum(len(s) for s in metrics):,} points in memory and retrying",
+            f"{self._carried:,} points in memory and retrying",
         )
         return False
 
@@ -326,10 +421,11 @@ class RunWriter:
     ) -> bool:
         ok = True
         parts: list[tuple[dict[str, ParamValue], dict[str, str], list[MetricSeries]]] = [
-            (params, {}, []),
-            ({}, tags, []),
-            ({}, {}, metrics),
+            ({k: v}, {}, []) for k, v in params.items()
         ]
+        parts.append(({}, tags, []))
+        parts.extend(({}, {}, [m]) for m in metrics)
+        self._carried = 0  # recounted by _keep for what must be retried
         for p, t, m in parts:
             if not (p or t or m):
                 continue
@@ -340,9 +436,12 @@ class RunWriter:
                 self._keep(p, t, m, e)
             except ShipyardError as e:
                 self.last_error = e
+                self.refused_points += sum(len(x) for x in m)
                 logger.error(
                     "tracking dropped data the store refused for run %s: %s", self.run_id, e
                 )
+        if ok and not self._closed:
+            self._limit[0] = self._soft_limit
         return ok
 
     def _heartbeat(self) -> None:
@@ -357,3 +456,25 @@ class RunWriter:
         if last is None or t - last > 60.0:
             self._warned[kind] = t
             logger.warning(message)
+
+
+def _merge(series: list[MetricSeries]) -> list[MetricSeries]:
+    """One series per key (carried points first, so logging order is kept)."""
+    if len({s.key for s in series}) == len(series):
+        return series
+    import numpy as np
+
+    by_key: dict[str, list[MetricSeries]] = {}
+    for s in series:
+        by_key.setdefault(s.key, []).append(s)
+    return [
+        parts[0]
+        if len(parts) == 1
+        else MetricSeries(
+            key,
+            np.concatenate([p.steps for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.timestamps for p in parts]),
+        )
+        for key, parts in by_key.items()
+    ]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import shipyard
-from shipyard.errors import StoreError
+from shipyard.errors import InvalidArgumentError, StateError, StoreError
 from shipyard.store import open_store
 from shipyard.store._memory import MemoryStore
 from shipyard.tracking._writer import RunWriter
@@ -160,7 +160,7 @@ def test_full_buffer_with_drop_policy_drops_and_counts() -> None:
     for i in range(50_000):
         writer.log_metric("x", 1.0, i)
     elapsed = time.perf_counter() - t0
-    assert writer.close(timeout=60)
+    assert not writer.close(timeout=60)  # close reports that points were dropped
     stored = store.get_run(run_id).summaries["x"].count
     assert writer.dropped_points > 0
     assert stored + writer.dropped_points == 50_000
@@ -211,3 +211,153 @@ def test_points_are_grouped_per_key_in_logging_order() -> None:
     assert writer.close(timeout=10)
     for key, values in expected.items():
         assert store.get_metric_history(run_id, key).values.tolist() == values
+
+
+def test_exit_with_an_unreachable_store_is_bounded(home: Path, tmp_path: Path) -> None:
+    """A process whose store is locked away exits within about SHIPYARD_EXIT_FLUSH_TIMEOUT."""
+    import sqlite3
+
+    db = home / "shipyard.db"
+    script = textwrap.dedent(
+        """
+        import sys, time, shipyard
+        run = shipyard.start_run()
+        shipyard.flush()
+        print(run.id, flush=True)
+        sys.stdin.readline()
+        for i in range(1000):
+            shipyard.log_metric("x", float(i))
+        """
+    )
+    env = {**os.environ, "SHIPYARD_EXIT_FLUSH_TIMEOUT": "3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    proc.stdout.readline()
+    locker = sqlite3.connect(db, timeout=1)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        proc.wait(timeout=60)
+        elapsed = time.monotonic() - started
+    finally:
+        locker.rollback()
+        locker.close()
+        proc.stdout.close()
+        proc.stdin.close()
+    assert elapsed < 15, f"exit took {elapsed:.1f}s with a 3 s exit timeout"
+
+
+def test_points_logged_after_end_are_dropped_and_counted() -> None:
+    """A writer closed by end() drops later points with a warning instead of buffering them."""
+    store = FlakyStore()
+    run_id = _run(store)
+    writer = RunWriter(store, run_id, flush_interval=0.1)
+    log = writer.log_metric
+    log("x", 1.0, 0)
+    assert writer.close(timeout=10)
+    for i in range(100):
+        log("x", 2.0, i + 1)
+    assert writer.dropped_points == 100
+    assert store.get_run(run_id).summaries["x"].count == 1
+
+
+def test_carried_points_count_against_the_buffer_limit() -> None:
+    """Points waiting for a retry count toward max_buffered_points, so memory stays bounded."""
+    store = FlakyStore()
+    store.failing = True
+    run_id = _run(store)
+    writer = RunWriter(
+        store, run_id, flush_interval=0.05, max_buffered_points=5000, buffer_block_timeout=0.2
+    )
+    t0 = time.perf_counter()
+    for i in range(50_000):
+        writer.log_metric("x", 1.0, i)
+        if i % 5000 == 0:
+            time.sleep(0.1)  # let the writer fail a few times
+    elapsed = time.perf_counter() - t0
+    assert writer.pending() <= 5000 + 10
+    assert writer.dropped_points >= 40_000
+    assert elapsed < 10, "a dead store must cost the loop one block timeout, not one per call"
+    store.failing = False
+    assert not writer.close(timeout=30)  # points were dropped: flush reports it
+    assert store.get_run(run_id).summaries["x"].count == 50_000 - writer.dropped_points
+
+
+def test_bad_timestamp_is_refused_at_the_call() -> None:
+    """A non-finite or non-numeric timestamp raises at log_metric; other points are unaffected."""
+    store = FlakyStore()
+    run_id = _run(store)
+    writer = RunWriter(store, run_id, flush_interval=0.1)
+    writer.log_metric("x", 1.0, 0)
+    for bad in (float("nan"), "abc", float("inf")):
+        with pytest.raises(InvalidArgumentError, match="timestamp"):
+            writer.log_metric("y", 1.0, 0, timestamp=bad)
+    with pytest.raises(InvalidArgumentError):
+        writer.log_metrics({"a": 1.0, "b": "oops"})
+    assert writer.close(timeout=10)
+    assert set(store.get_run(run_id).summaries) == {"x"}
+
+
+FORKING = textwrap.dedent(
+    """
+    import multiprocessing as mp, shipyard
+
+    def work(i):
+        shipyard.log_metric(f"child{i}", float(i), step=0)
+        shipyard.flush(10)
+        return i
+
+    if __name__ == "__main__":
+        with shipyard.start_run() as run:
+            shipyard.log_metric("parent", 1.0)
+            with mp.get_context("fork").Pool(2) as pool:
+                assert pool.map(work, range(4)) == [0, 1, 2, 3]
+            shipyard.log_metric("parent", 2.0)
+        print(run.id)
+    """
+)
+
+
+def test_forked_workers_log_to_the_parent_run(home: Path, tmp_path: Path) -> None:
+    """Workers forked from a process with an active run log into it; the parent ends it."""
+    script = tmp_path / "fork_log.py"
+    script.write_text(FORKING)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, timeout=120
+    )
+    run = shipyard.get_run(out.stdout.strip())
+    assert run.status is RunStatus.FINISHED
+    assert {f"child{i}" for i in range(4)} <= set(run.summaries)
+    assert run.summaries["parent"].count == 2
+
+
+def test_resuming_a_run_that_is_still_running_is_refused(home: Path) -> None:
+    """start_run(run_id=...) on a run alive in another process raises StateError."""
+    script = (
+        "import shipyard, sys\nr = shipyard.start_run()\n"
+        "print(r.id, flush=True)\nsys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    run_id = proc.stdout.readline().strip()
+    try:
+        with pytest.raises(StateError, match="still running"):
+            shipyard.start_run(run_id=run_id)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    with shipyard.start_run(run_id=run_id):
+        pass

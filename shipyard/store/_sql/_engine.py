@@ -139,11 +139,21 @@ def current_revision(engine: Engine) -> str | None:
     return None if row is None else str(row[0])
 
 
+KNOWN_REVISIONS = ("v0.1.0", "v0.2.0")
+
+
 def migrate(engine: Engine, uri: str) -> None:
     """Bring the schema to head. Cheap when already there (one query, no Alembic
     import); otherwise under a lock, so concurrent first uses do not race."""
-    if current_revision(engine) == HEAD_REVISION:
+    revision = current_revision(engine)
+    if revision == HEAD_REVISION:
         return
+    if revision is not None and revision not in KNOWN_REVISIONS:
+        raise StoreError(
+            f"the metadata store at {engine.url.render_as_string(hide_password=True)} has "
+            f"schema {revision!r}, newer than this Shipyard knows ({HEAD_REVISION}); "
+            "upgrade Shipyard (pip install -U shipyard) to use it"
+        )
     if engine.dialect.name == "sqlite":
         from filelock import FileLock
 

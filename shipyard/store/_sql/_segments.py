@@ -45,8 +45,14 @@ def encode(
     count = len(steps)
     parts: list[bytes] = []
     flags = 0
-    stride = int(steps[1] - steps[0]) if count > 1 else 1
-    if count == 0 or (count == 1 or bool(np.all(np.diff(steps) == stride))):
+    # Python ints: steps near the int64 limits must not overflow (or warn) here.
+    stride = int(steps[1]) - int(steps[0]) if count > 1 else 1
+    regular = count <= 1 or (
+        -(2**63) <= stride < 2**63
+        and int(steps[-1]) - int(steps[0]) == stride * (count - 1)
+        and bool(np.all(np.diff(steps) == stride))
+    )
+    if regular:
         flags |= _REGULAR
         parts.append(_REG.pack(int(steps[0]) if count else 0, stride))
     else:

@@ -366,6 +366,8 @@ class SqlStore(LoggingMixin, DatasetsMixin, Store):
         values: dict[str, Any] = {}
         if status is not None:
             values["status"] = check_enum(RunStatus, status, "status").value
+            if values["status"] == RunStatus.RUNNING.value and end_time is None:
+                values["end_time"] = None  # resumed: no longer ended
         if end_time is not None:
             values["end_time"] = check_time(end_time, "end_time")
         if name is not None:
