@@ -6,6 +6,9 @@ L2 strengths. Every run records its hyperparameters, per-epoch train and
 validation RMSE, the fitted weights as an artifact, its code version and its
 environment. Then the best run is found with the search grammar.
 
+The data is versioned first (``shipyard.data.add``) and every run reads it
+through ``shipyard.data.use``, so the lineage of ``rides@1`` lists the runs.
+
 Run with ``make demo``; look at the runs with the commands it prints.
 """
 
@@ -41,9 +44,31 @@ def standardize(train: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (other - mean) / std
 
 
-def train_one(lr: float, l2: float, epochs: int, data: tuple[np.ndarray, ...]) -> str:
-    x_train, y_train, x_val, y_val = data
+def version_dataset() -> str:
+    """Write the generated rides as CSV and version it: rides@1 (unchanged on reruns)."""
+    features, price = make_rides()
+    folder = Path(shipyard.get_client().settings.home) / "demo-data"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "rides.csv"
+    header = "distance,duration,rush,surge,price"
+    np.savetxt(path, np.column_stack([features, price]), delimiter=",", header=header, fmt="%.6g")
+    added = shipyard.data.add(path, name="rides", message="generated rides")
+    return f"rides@{added.version.version}"
+
+
+def load_rides(ref: str) -> tuple[np.ndarray, ...]:
+    """Read the versioned CSV through data.use, so the run records which version it read."""
+    path = shipyard.data.use(ref, role="train")
+    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    features, price = table[:, :4], table[:, 4]
+    split = int(0.8 * len(price))
+    x_train, x_val = standardize(features[:split], features[split:])
+    return x_train, price[:split], x_val, price[split:]
+
+
+def train_one(lr: float, l2: float, epochs: int, ref: str) -> str:
     with shipyard.start_run(experiment=EXPERIMENT, run_name=f"lr={lr} l2={l2}") as run:
+        x_train, y_train, x_val, y_val = load_rides(ref)
         shipyard.log_params({"lr": lr, "l2": l2, "epochs": epochs, "model": "linear", "batch": 256})
         rng = np.random.default_rng(0)
         w = np.zeros(x_train.shape[1])
@@ -70,15 +95,13 @@ def train_one(lr: float, l2: float, epochs: int, data: tuple[np.ndarray, ...]) -
 
 
 def main() -> None:
-    features, price = make_rides()
-    split = int(0.8 * len(price))
-    x_train, x_val = standardize(features[:split], features[split:])
-    data = (x_train, price[:split], x_val, price[split:])
     print(f"Shipyard {shipyard.__version__}: tracking to {shipyard.get_tracking_uri()}")
+    ref = version_dataset()
+    print(f"  dataset {ref} versioned (content-addressed; re-running adds no version)")
     t0 = time.perf_counter()
     for lr in (0.003, 0.03, 0.1):
         for l2 in (0.0, 0.01):
-            run_id = train_one(lr, l2, epochs=15, data=data)
+            run_id = train_one(lr, l2, epochs=15, ref=ref)
             run = shipyard.get_run(run_id)
             print(f"  run {run.name:<16} val_rmse={run.metrics['val_rmse']:.3f}  ({run_id})")
     best = shipyard.search_runs(
@@ -96,6 +119,9 @@ def main() -> None:
     print(f"  .venv/bin/shipyard runs show {best.id}")
     print(f"  .venv/bin/shipyard runs compare {best.id} <another run id>")
     print(f"  .venv/bin/shipyard runs history {best.id} val_rmse")
+    print(f"  .venv/bin/shipyard data lineage {ref}      # every run that trained on it")
+    lineage = shipyard.data.lineage(ref)
+    print(f"\nLineage of {ref}: {len(lineage.runs)} runs read it, e.g. {lineage.runs[-1][0].name}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ when first used.
             shipyard.log_metric("val_rmse", rmse, step=epoch)
 """
 
-from shipyard import errors, types
+from shipyard import data, errors, types
 from shipyard.errors import (
     ConflictError,
     CorruptBlobError,
@@ -61,6 +61,7 @@ __all__ = [
     "TrackingClient",
     "__version__",
     "active_run",
+    "data",
     "end_run",
     "errors",
     "flush",

@@ -173,6 +173,16 @@ class BlobStore(abc.ABC):
             self._store_file(digest, source)
         return digest
 
+    def put_file_as(self, path: PathLike, digest: str) -> str:
+        """Store a local file whose digest the caller already knows (from a stat
+        cache, say): one hash fewer than :meth:`put_file`. The stored copy is still
+        hashed, and a mismatch raises StoreError; a blob that exists is not rewritten.
+        """
+        check_digest(digest)
+        if not self.exists(digest):
+            self._store_file(digest, Path(path))
+        return digest
+
     def put_stream(self, stream: IO[bytes]) -> str:
         """Store everything read from a binary stream; return its digest.
 

@@ -164,6 +164,38 @@ def artifacts() -> None:
     """List and download the files logged to runs."""
 
 
+@cli.group(
+    cls=LazyGroup,
+    lazy={
+        "add": ("shipyard.cli._data:add_data", "Version a file or folder as a dataset."),
+        "checkout": (
+            "shipyard.cli._data:checkout_data",
+            "Restore a dataset version into a folder.",
+        ),
+        "diff": ("shipyard.cli._data:diff_data", "Show what changed between two versions."),
+        "lineage": (
+            "shipyard.cli._data:lineage_data",
+            "Show the run that made a version and the runs that used it.",
+        ),
+        "list": ("shipyard.cli._data:list_data", "List datasets with their latest version."),
+        "log": ("shipyard.cli._data:log_data", "List a dataset's versions, newest first."),
+        "ls": ("shipyard.cli._data:ls_data", "List the files of a dataset version."),
+        "pull": ("shipyard.cli._data:pull_data", "Fetch dataset versions from a remote."),
+        "push": ("shipyard.cli._data:push_data", "Copy dataset versions to a remote."),
+        "status": (
+            "shipyard.cli._data:status_data",
+            "Show what changed in datasets' source folders.",
+        ),
+    },
+)
+def data() -> None:
+    """Version datasets, restore them, and see which runs used them.
+
+    \b
+    NAME@VERSION references: rides (the latest), rides@latest, rides@3, rides@v3.
+    """
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the ``shipyard`` command (the console-script entry point); exits the process."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="shipyard")

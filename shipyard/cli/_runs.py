@@ -30,7 +30,7 @@ from shipyard.cli._render import (
 )
 from shipyard.errors import NotFoundError
 from shipyard.tracking import TrackingClient
-from shipyard.types import Run
+from shipyard.types import DatasetVersion, Run
 
 __all__ = ["list_runs", "show_run"]
 
@@ -276,9 +276,14 @@ def show_run(run: str, diff_only: bool, as_json: bool) -> None:
         return
     experiment = _experiment_name(client, found)
     artifacts = client.list_artifacts(found.id)
+    inputs = _data_inputs(client, found)
     if as_json:
         data = run_json(found, experiment, full=True)
         data["artifacts"] = [artifact_json(a) for a in artifacts]
+        data["inputs"] = [
+            {"dataset": name, "version": v.version, "role": role, "digest": v.digest, "id": v.id}
+            for name, v, role in inputs
+        ]
         print_json(data)
         return
     parts: list[RenderableType] = [info_section(found, experiment)]
@@ -306,6 +311,11 @@ def show_run(run: str, diff_only: bool, as_json: bool) -> None:
         parts.append(artifacts_table(artifacts, title="Artifacts"))
     else:
         parts.append(Text("Artifacts: none", style="dim"))
+    if inputs:
+        t = table("dataset", "role", "digest", title="Data inputs")
+        for name, v, role in inputs:
+            t.add_row(Text(f"{name}@{v.version}"), Text(role), Text(v.digest[:12], style="dim"))
+        parts.append(t)
     console().print(Group(*_spaced(parts)))
 
 
@@ -315,6 +325,16 @@ def _spaced(parts: list[RenderableType]) -> list[RenderableType]:
         if out:
             out.append(Text(""))
         out.append(p)
+    return out
+
+
+def _data_inputs(client: TrackingClient, run: Run) -> list[tuple[str, DatasetVersion, str]]:
+    """(dataset name, version, role) of each dataset version the run read."""
+    store = client.store
+    out = []
+    for i in store.list_run_inputs(run.id):
+        version = store.get_dataset_version_by_id(i.dataset_version_id)
+        out.append((store.get_dataset(version.dataset_id).name, version, i.role))
     return out
 
 

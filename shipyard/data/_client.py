@@ -1,0 +1,372 @@
+"""``DataClient``: versioned datasets on the metadata store and the blob store.
+
+A version is a manifest blob listing (path, size, BLAKE3 digest, mode); its
+identity is the manifest's digest, so adding unchanged data makes no new
+version and identical files are stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from shipyard import context
+from shipyard.config import settings
+from shipyard.data._changes import Changes, compare
+from shipyard.data._refs import parse_ref
+from shipyard.errors import InvalidArgumentError, NotFoundError, StateError
+from shipyard.store import DEFAULT_PROJECT, Store, open_store
+from shipyard.types import Dataset, DatasetVersion, Run
+from shipyard.validation import check_key, check_name
+
+if TYPE_CHECKING:
+    from shipyard.blobs import BlobStore, Manifest, ManifestEntry
+    from shipyard.data._scan import FileEntry
+    from shipyard.data._statcache import StatCache
+
+__all__ = ["AddResult", "DataClient", "Lineage", "StatusReport"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    dataset: Dataset
+    version: DatasetVersion
+    changes: Changes
+    created: bool  # False when the content equals the latest version
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    dataset: Dataset
+    version: DatasetVersion | None
+    source: str
+    changes: Changes
+    missing: bool = False  # the source path no longer exists
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    version: DatasetVersion
+    runs: tuple[tuple[Run, str], ...]  # (run, role)
+    produced_by: Run | None
+
+
+class DataClient:
+    """Add, inspect, restore and move dataset versions; record what runs read."""
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        blob_uri: str | None = None,
+        *,
+        store: Store | None = None,
+        blobs: BlobStore | None = None,
+        home: Path | None = None,
+        project: str | None = None,
+    ) -> None:
+        cfg = settings()
+        self.tracking_uri = tracking_uri or (store.uri if store else context.tracking_uri())
+        self.blob_uri = blob_uri or cfg.blob_uri
+        self.home = home or cfg.home
+        self.project = project or cfg.project or DEFAULT_PROJECT
+        self._store = store
+        self._blobs = blobs
+        self._cache: StatCache | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.tracking_uri)
+        return self._store
+
+    @property
+    def blobs(self) -> BlobStore:
+        if self._blobs is None:
+            from shipyard.blobs import open_blob_store
+
+            self._blobs = open_blob_store(self.blob_uri)
+        return self._blobs
+
+    @property
+    def stat_cache(self) -> StatCache:
+        with self._lock:
+            if self._cache is None:
+                from shipyard.data._statcache import StatCache
+
+                path = self.home / "cache" / "stat.db"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._cache = StatCache(path)
+            return self._cache
+
+    def _project_id(self) -> str:
+        return self.store.get_or_create_project(self.project).id
+
+    # -- resolving ----------------------------------------------------------------
+
+    def dataset(self, name: str) -> Dataset:
+        return self.store.get_dataset_by_name(self._project_id(), check_name(name, "dataset name"))
+
+    def resolve(self, ref: str) -> DatasetVersion:
+        """The version a reference names (``NAME``, ``NAME@latest``, ``NAME@3``)."""
+        parsed = parse_ref(ref)
+        ds = self.dataset(parsed.name)
+        if parsed.version is not None:
+            return self.store.get_dataset_version(ds.id, parsed.version)
+        latest = self.store.latest_dataset_version(ds.id)
+        if latest is None:
+            raise NotFoundError(f"dataset {ds.name!r} has no versions yet; add one first")
+        return latest
+
+    def manifest(self, version: DatasetVersion) -> Manifest:
+        return self.blobs.read_manifest(version.digest)
+
+    def entries(self, version: DatasetVersion) -> list[FileEntry]:
+        """A version's files without per-entry validation: the manifest blob is
+        verified against its digest, so its content is what we wrote. ~10x faster
+        than :meth:`manifest` on 100,000 files (it matters for ``status``)."""
+        from shipyard.data._scan import FileEntry
+
+        raw = json.loads(self.blobs.get_bytes(version.digest))
+        return [FileEntry(e["path"], e["size"], e["digest"], e["mode"]) for e in raw["entries"]]
+
+    # -- add / status -----------------------------------------------------------
+
+    def _scan(self, path: Path, exclude: Sequence[str], progress: Progress | None) -> Any:
+        from shipyard.data._scan import scan
+
+        return scan(path, cache=self.stat_cache, exclude=exclude, progress=cast(Any, progress))
+
+    def add(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        message: str = "",
+        *,
+        exclude: Sequence[str] = (),
+        progress: Progress | None = None,
+        run_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        source: str | None = None,
+    ) -> AddResult:
+        """Version the file or folder at ``path`` as dataset ``name`` (default: its
+        folder name). Unchanged content returns the latest version, not a new one.
+        ``source`` is what ``status`` compares against later (default: ``path``;
+        ``""`` for outputs that have no lasting folder)."""
+        root = Path(path).expanduser()
+        if not root.exists():
+            raise InvalidArgumentError(f"cannot add {str(root)!r}: no such file or directory")
+        root = root.resolve()
+        name = check_name(name or root.name, "dataset name")
+        result = self._scan(root, exclude, progress)
+        entries = list(result.entries)
+        manifest = result.manifest()
+        self._upload(root, entries, progress)
+        digest = self.blobs.put_bytes(manifest.to_bytes())
+        ds = self.store.get_or_create_dataset(self._project_id(), name)
+        latest = self.store.latest_dataset_version(ds.id)
+        old = self.entries(latest) if latest is not None else []
+        changes = compare(old, entries)
+        if latest is not None and latest.digest == digest:
+            return AddResult(ds, latest, changes, created=False)
+        version = self.store.create_dataset_version(
+            ds.id,
+            digest,
+            num_files=len(entries),
+            size=manifest.total_size,
+            message=message,
+            source=str(root) if source is None else source,
+            run_id=run_id,
+            metadata={"kind": "file" if root.is_file() else "dir", **(metadata or {})},
+        )
+        return AddResult(ds, version, changes, created=True)
+
+    def _upload(self, root: Path, entries: list[FileEntry], progress: Progress | None) -> None:
+        """Store each file whose blob is missing (hashes are known from the scan)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        blobs = self.blobs
+        single = root.is_file()
+        todo = [e for e in entries if not blobs.exists(e.digest)]
+        total = sum(e.size for e in todo)
+        done = 0
+
+        def put(entry: FileEntry) -> int:
+            source = root if single else root / entry.path
+            blobs.put_file_as(source, entry.digest)
+            return entry.size
+
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            for size in pool.map(put, todo):
+                done += size
+                if progress is not None:
+                    progress(done, total)
+
+    def status(self, name: str | None = None) -> list[StatusReport]:
+        """What changed in each dataset's source folder since its latest version."""
+        project = self._project_id()
+        datasets = [self.dataset(name)] if name else self.store.list_datasets(project)
+        reports = []
+        for ds in datasets:
+            latest = self.store.latest_dataset_version(ds.id)
+            if latest is None or not latest.source:
+                continue
+            source = Path(latest.source)
+            if not source.exists():
+                reports.append(StatusReport(ds, latest, latest.source, Changes(), missing=True))
+                continue
+            scanned = self._scan(source, (), None).entries
+            changes = compare(self.entries(latest), scanned)
+            reports.append(StatusReport(ds, latest, latest.source, changes))
+        return reports
+
+    # -- inspect ----------------------------------------------------------------
+
+    def log(self, name: str) -> list[DatasetVersion]:
+        return self.store.list_dataset_versions(self.dataset(name).id)
+
+    def ls(self, ref: str) -> list[ManifestEntry]:
+        return list(self.manifest(self.resolve(ref)).entries)
+
+    def diff(self, ref_a: str, ref_b: str | None = None) -> Changes:
+        """Changes from version ``ref_a`` to ``ref_b`` (default: the version before
+        ``ref_a`` to ``ref_a``)."""
+        b = self.resolve(ref_a if ref_b is None else ref_b)
+        if ref_b is None:
+            if b.version == 1:
+                return compare([], self.entries(b))
+            a = self.store.get_dataset_version(b.dataset_id, b.version - 1)
+        else:
+            a = self.resolve(ref_a)
+        return compare(self.entries(a), self.entries(b))
+
+    def lineage(self, ref: str) -> Lineage:
+        version = self.resolve(ref)
+        runs = tuple(
+            (self.store.get_run(i.run_id), i.role) for i in self.store.list_version_runs(version.id)
+        )
+        producer = self.store.get_run(version.run_id) if version.run_id else None
+        return Lineage(version, runs, producer)
+
+    # -- restore ----------------------------------------------------------------
+
+    def checkout(
+        self, ref: str, dest: str | os.PathLike[str], *, force: bool = False
+    ) -> DatasetVersion:
+        """Restore a version into ``dest`` exactly, verifying every byte.
+
+        ``dest`` must be missing or empty unless ``force`` (then files the version
+        does not list are removed). Files are copies, never links to the cache, so
+        editing them cannot corrupt stored data. The tree is written to a
+        temporary sibling folder and renamed into place, so a killed checkout
+        leaves no half-restored ``dest``.
+        """
+        version = self.resolve(ref)
+        target = Path(dest).expanduser()
+        if target.exists() and not target.is_dir():
+            raise InvalidArgumentError(f"cannot check out into {str(target)!r}: it is a file")
+        nonempty = target.exists() and any(target.iterdir())
+        if nonempty and not force:
+            raise StateError(
+                f"cannot check out into {str(target)!r}: the folder is not empty; choose an "
+                "empty folder or pass --force to make it match the version exactly"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.shipyard-{uuid.uuid4().hex[:8]}"
+        try:
+            self.blobs.get_tree(version.digest, staging)
+            if target.exists():
+                backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                target.rename(backup)
+                staging.rename(target)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                staging.rename(target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return version
+
+    def materialize(self, version: DatasetVersion) -> Path:
+        """A read-only local copy of a version under SHIPYARD_HOME, made once."""
+        ds = self.store.get_dataset(version.dataset_id)
+        path = self.home / "datasets" / ds.name / f"v{version.version}"
+        marker = path / ".shipyard-complete"
+        if marker.exists() and marker.read_text() == version.digest:
+            return path
+        self.checkout(f"{ds.name}@{version.version}", path, force=True)
+        marker.write_text(version.digest)
+        return path
+
+    def use(self, ref: str, role: str = "train", *, run_id: str | None = None) -> Path:
+        """Materialize a version if needed, record it as an input of the active run
+        (or ``run_id``), and return its local path."""
+        check_key(role, "input role")
+        version = self.resolve(ref)
+        path = self.materialize(version)
+        run = run_id or context.active_run_id()
+        if run is not None:
+            self.store.log_inputs(run, [(version.id, role)])
+        if version.metadata.get("kind") == "file":
+            return path / self.manifest(version).entries[0].path
+        return path
+
+    # -- remotes ----------------------------------------------------------------
+
+    def _digests(self, versions: Sequence[DatasetVersion]) -> list[str]:
+        out: list[str] = []
+        for v in versions:
+            out.append(v.digest)
+            out.extend(e.digest for e in self.entries(v))
+        return list(dict.fromkeys(out))
+
+    def versions_for(self, refs: Sequence[str]) -> list[DatasetVersion]:
+        """Versions named by refs; a bare NAME means every version of it."""
+        if not refs:
+            return [
+                v
+                for ds in self.store.list_datasets(self._project_id())
+                for v in self.store.list_dataset_versions(ds.id)
+            ]
+        out: list[DatasetVersion] = []
+        for ref in refs:
+            parsed = parse_ref(ref)
+            if "@" not in ref:
+                out.extend(self.log(parsed.name))
+            else:
+                out.append(self.resolve(ref))
+        return out
+
+    def push(
+        self, remote: str, refs: Sequence[str] = (), *, progress: Progress | None = None
+    ) -> Any:
+        """Copy the blobs of the named versions (default: all) to ``remote``."""
+        from shipyard.data._remote import push
+
+        digests = self._digests(self.versions_for(refs))
+        return push(self.blobs, digests, remote, progress=cast(Any, progress))
+
+    def pull(
+        self, remote: str, refs: Sequence[str] = (), *, progress: Progress | None = None
+    ) -> Any:
+        """Fetch the blobs of the named versions from ``remote`` (manifests first)."""
+        from shipyard.data._remote import pull
+
+        versions = self.versions_for(refs)
+        pull(self.blobs, [v.digest for v in versions], remote, progress=cast(Any, progress))
+        return pull(self.blobs, self._digests(versions), remote, progress=cast(Any, progress))
+
+
+def dumps_changes(changes: Changes) -> str:
+    return json.dumps(
+        {"added": changes.added, "modified": changes.modified, "deleted": changes.deleted}
+    )

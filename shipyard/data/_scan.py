@@ -1,0 +1,457 @@
+"""Walk a file or folder and digest its files, hashing only what the stat cache cannot vouch for.
+
+The walk follows the tree rules of :mod:`shipyard.blobs`: regular files are
+listed; a symbolic link to a file inside the tree stands for that file; a link
+that leaves the tree, dangles, or points at a folder, and any special file, is
+refused with an :class:`~shipyard.errors.InvalidArgumentError` naming it. Digests
+are the BLAKE3 digests blobs are stored under, so a scan's :meth:`ScanResult.manifest`
+is the manifest :meth:`~shipyard.blobs.BlobStore.put_tree` would write.
+
+Unchanged files cost one ``stat`` (from ``os.scandir``) and a tuple comparison
+against entries bulk-loaded from the cache. Small files are hashed in the calling
+thread (on 1 KiB files, threads lose to GIL hand-offs); files of ``POOLED_FILE``
+bytes or more in a thread pool (blake3 and reads release the GIL); files of
+``LARGE_FILE`` bytes or more are memory-mapped and hashed one at a time on all cores.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+import mmap
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import NamedTuple
+
+import blake3
+
+from shipyard.blobs import Manifest, ManifestEntry
+from shipyard.data._statcache import INODE_MASK, CachedRow, StatCache, stat_key
+from shipyard.errors import InvalidArgumentError, NotFoundError, StoreError
+from shipyard.validation import describe
+
+__all__ = ["LARGE_FILE", "FileEntry", "ScanResult", "scan"]
+
+#: Files this big are memory-mapped and hashed one at a time with all cores.
+LARGE_FILE = 8 << 20
+FILE_MODE, EXEC_MODE = 0o644, 0o755
+#: Files this big are hashed in a thread pool; smaller ones in the calling thread.
+POOLED_FILE = 128 << 10
+#: Files per thread-pool task.
+_BATCH = 16
+#: Large files are hashed in slices this big, with progress reported after each.
+_SLICE = 64 << 20
+_RETRIES = 3
+_AUTO: int = blake3.blake3.AUTO
+#: An empty, '.' or '..' segment, or a backslash, in NUL-delimited relative paths.
+_BAD_PARTS = ("\\", *(a + seg + b for seg in ("", ".", "..") for a in "/\x00" for b in "/\x00"))
+
+Progress = Callable[[int, int], None]
+_Miss = tuple[str, str, os.stat_result]  # (relative path, absolute path, stat)
+
+
+class FileEntry(NamedTuple):
+    """One file found by :func:`scan`; the fields of :class:`~shipyard.blobs.ManifestEntry`."""
+
+    path: str
+    size: int
+    digest: str
+    mode: int = FILE_MODE
+
+    def to_manifest_entry(self) -> ManifestEntry:
+        """The same file as a (validated) manifest entry."""
+        return ManifestEntry(self.path, self.size, self.digest, self.mode)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """The files under a scanned root, sorted by path, and what the scan cost."""
+
+    entries: tuple[FileEntry, ...]
+    #: Files that missed the stat cache and were read and hashed.
+    files_hashed: int
+    bytes_hashed: int
+    seconds: float
+
+    @property
+    def files_total(self) -> int:
+        return len(self.entries)
+
+    @property
+    def bytes_total(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def manifest(self) -> Manifest:
+        """The entries as a :class:`~shipyard.blobs.Manifest` (its digest names the tree)."""
+        return Manifest(tuple(e.to_manifest_entry() for e in self.entries))
+
+
+def scan(
+    root: str | os.PathLike[str],
+    *,
+    cache: StatCache | None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    exclude: Sequence[str] = (),
+) -> ScanResult:
+    """Digest every file under ``root`` (a folder, or one file), reusing ``cache``.
+
+    Args:
+        root: A folder (entries are relative to it) or a file (one entry, its name).
+        cache: Digests of unchanged files are taken from it and new ones recorded
+            in it; entries of files no longer under ``root`` are dropped. ``None``
+            hashes everything.
+        workers: Threads hashing files of ``POOLED_FILE`` to ``LARGE_FILE`` bytes
+            (default: CPU count + 4, at most 16).
+        progress: Called as ``progress(bytes_hashed, bytes_to_hash)`` from the
+            calling thread while files are hashed.
+        exclude: Glob patterns (``fnmatch``) of files and folders to leave out. A
+            pattern without a ``/`` matches a name at any depth; one with a ``/``
+            (or starting with ``/``) matches the path from ``root``, where ``*``
+            also crosses folders; a trailing ``/`` matches folders only. An
+            excluded folder is not entered. Not applied when ``root`` is a file.
+
+    Returns:
+        The entries sorted by path, and the scan's costs.
+
+    Raises:
+        NotFoundError: ``root`` does not exist.
+        InvalidArgumentError: a refused entry (see the module docstring), a path
+            that cannot be stored, or invalid ``exclude`` patterns.
+        StoreError: reading failed, or a file kept changing while it was hashed.
+    """
+    started = time.perf_counter()
+    skip = _excluder(exclude)
+    top = os.path.abspath(root)
+    with _gc_paused():
+        hits, misses, cached = _find(top, cache, skip)
+        _check_paths(top, [e.path for e in hits] + [m[0] for m in misses])
+    hashed = _hash_all(misses, workers, progress)
+    with _gc_paused():
+        entries = hits + [
+            FileEntry(rel, size, digest, _mode(st)) for (rel, _, _), (digest, st, size) in hashed
+        ]
+        entries.sort(key=itemgetter(0))
+    if cache is not None:
+        cache.store_many((path, st, digest) for (_, path, _), (digest, st, _) in hashed)
+        cache.forget_many(cached)  # what the walk did not find is gone
+    return ScanResult(
+        entries=tuple(entries),
+        files_hashed=len(hashed),
+        bytes_hashed=sum(size for _, (_, _, size) in hashed),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _find(
+    top: str, cache: StatCache | None, skip: _Skip | None
+) -> tuple[list[FileEntry], list[_Miss], dict[str, CachedRow]]:
+    """Cache hits, files to hash, and the cache entries under ``top`` the walk did not find."""
+    cached: dict[str, CachedRow] = {}
+    try:
+        st = os.stat(top)
+        if stat.S_ISDIR(st.st_mode):
+            cached = cache.load_tree(top) if cache is not None else {}
+            return (*_walk(top, cached, skip), cached)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgumentError(
+                f"cannot scan {top}: expected a file or a folder, got a special file"
+            )
+        digest = cache.lookup(top, st) if cache is not None else None
+        rel = os.path.basename(top)
+        if digest is None:
+            return [], [(rel, top, st)], cached
+        return [FileEntry(rel, st.st_size, digest, _mode(st))], [], cached
+    except FileNotFoundError as e:
+        if e.filename not in (top, None):
+            raise _read_failed(e.filename, e) from e  # vanished during the walk
+        raise NotFoundError(f"cannot scan {top}: no such file or directory") from None
+    except OSError as e:
+        raise _read_failed(e.filename or top, e) from e
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: building 100,000s of tuples triggers collections that walk
+    them all again and again (10% of a warm scan), and none of them form cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _mode(st: os.stat_result) -> int:
+    return EXEC_MODE if st.st_mode & 0o111 else FILE_MODE
+
+
+def _walk(
+    top: str, cached: dict[str, CachedRow], skip: _Skip | None
+) -> tuple[list[FileEntry], list[_Miss]]:
+    """Cache hits as entries, and the files to hash; ``cached`` loses every path found.
+
+    This loop is the cost of ``status`` on an unchanged tree: one ``stat`` per file
+    and no Python calls beyond what the comparison needs.
+    """
+    real_top = os.path.realpath(top)
+    inside = real_top if real_top.endswith("/") else real_top + "/"
+    cut = len(top) if top.endswith("/") else len(top) + 1
+    hits: list[FileEntry] = []
+    misses: list[_Miss] = []
+    pop, hit, miss, new = cached.pop, hits.append, misses.append, FileEntry
+    folders = [top]
+    while folders:
+        with os.scandir(folders.pop()) as it:
+            for e in it:
+                if skip is not None and skip(e.name, e.path[cut:], e.is_dir(follow_symlinks=False)):
+                    continue
+                if e.is_file(follow_symlinks=False):
+                    st = e.stat()
+                elif e.is_dir(follow_symlinks=False):
+                    folders.append(e.path)
+                    continue
+                else:
+                    st = _link_target(top, inside, e)
+                path = e.path
+                c = pop(path, None)
+                if (
+                    c is not None
+                    and c[1] == st.st_size
+                    and c[2] == st.st_mtime_ns
+                    and c[3] == st.st_ino & INODE_MASK
+                    and c[4] == st.st_ctime_ns
+                ):
+                    hit(new(path[cut:], c[1], c[5], EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
+                else:
+                    miss((path[cut:], path, st))
+    if os.sep != "/":
+        hits = [e._replace(path=e.path.replace(os.sep, "/")) for e in hits]
+        misses = [(r.replace(os.sep, "/"), p, s) for r, p, s in misses]
+    return hits, misses
+
+
+def _link_target(top: str, inside: str, e: os.DirEntry[str]) -> os.stat_result:
+    """The stat of the file a symbolic link inside the tree points at, or refuse it."""
+
+    def refuse(why: str) -> InvalidArgumentError:
+        return InvalidArgumentError(
+            f"cannot scan {top}: {e.path} {why}; replace it with a regular file, remove it, "
+            "or exclude it"
+        )
+
+    if not e.is_symlink():
+        raise refuse("is a special file (socket, pipe or device)")
+    try:
+        st = e.stat()
+    except OSError:
+        raise refuse("is a dangling or looping symbolic link") from None
+    target = os.path.realpath(e.path)
+    if not target.startswith(inside):
+        raise refuse(f"is a symbolic link leaving the tree (to {target})")
+    if not stat.S_ISREG(st.st_mode):
+        raise refuse("is a symbolic link to a folder or special file")
+    return st
+
+
+def _check_paths(top: str, paths: list[str]) -> None:
+    """Refuse paths a manifest cannot hold, in a few passes over all of them joined."""
+    joined = "\x00" + "\x00".join(paths) + "\x00"
+    try:
+        joined.encode("utf-8")
+        top.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = next((p for p in paths if not _utf8(p)), top)
+        raise InvalidArgumentError(
+            f"cannot scan {top}: the name {bad!r} is not valid UTF-8; rename it"
+        ) from None
+    # A walk cannot produce these, but a manifest must never hold one.
+    if any(s in joined for s in _BAD_PARTS):
+        bad = next(p for p in paths if any(s in f"\x00{p}\x00" for s in _BAD_PARTS))
+        raise InvalidArgumentError(
+            f"cannot scan {top}: expected relative paths without empty, '.' or '..' segments "
+            f"or backslashes, got {bad!r}; rename it"
+        )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# -- exclusion -------------------------------------------------------------------
+
+_Skip = Callable[[str, str, bool], bool]
+
+
+def _excluder(patterns: Sequence[str]) -> _Skip | None:
+    """``skip(name, relative path, is folder)`` for ``patterns``, or ``None`` if there are none."""
+    if isinstance(patterns, str) or not all(isinstance(p, str) and p.strip("/") for p in patterns):
+        raise InvalidArgumentError(
+            "invalid exclude: expected a list of glob patterns such as ['*.tmp', 'cache/'], "
+            f"got {describe(patterns)}"
+        )
+    if not patterns:
+        return None
+    groups: dict[tuple[bool, bool], list[str]] = {}
+    for p in patterns:
+        folders_only = p.endswith("/")
+        core = p.strip("/")
+        on_path = "/" in p.rstrip("/")
+        groups.setdefault((on_path, folders_only), []).append(fnmatch.translate(core))
+    tests = [
+        (on_path, folders_only, re.compile("|".join(group)).match)
+        for (on_path, folders_only), group in groups.items()
+    ]
+
+    def skip(name: str, rel: str, is_dir: bool) -> bool:
+        return any(
+            (is_dir or not folders_only) and match(rel if on_path else name)
+            for on_path, folders_only, match in tests
+        )
+
+    return skip
+
+
+# -- hashing ---------------------------------------------------------------------
+
+#: (digest, the stat taken before the read that gave it, bytes hashed)
+_Hashed = tuple[str, os.stat_result, int]
+_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class _Meter:
+    """Bytes hashed so far, added from any thread, told to ``progress`` from the caller's."""
+
+    def __init__(self, total: int, progress: Progress | None) -> None:
+        self.total, self.progress, self.done = total, progress, 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.done += n
+
+    def tell(self, n: int = 0) -> None:
+        self.add(n)
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
+
+
+def _hash_all(
+    misses: list[_Miss], workers: int | None, progress: Progress | None
+) -> list[tuple[_Miss, _Hashed]]:
+    """Hash small files here, medium ones in a thread pool, large ones one at a time.
+
+    Threads only pay off once blake3's GIL-free work outweighs each file's Python
+    work: on 1 KiB files two threads are slower than one (GIL hand-offs).
+    """
+    if not misses:
+        return []
+    meter = _Meter(sum(m[2].st_size for m in misses), progress)
+    meter.tell()
+    small = [m for m in misses if m[2].st_size < POOLED_FILE]
+    medium = [m for m in misses if POOLED_FILE <= m[2].st_size < LARGE_FILE]
+    results = _hash_read(small, meter.tell)
+    if medium:
+        workers = workers if workers is not None else min(16, (os.cpu_count() or 1) + 4)
+        batches = [medium[i : i + _BATCH] for i in range(0, len(medium), _BATCH)]
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="shipyard-scan") as pool:
+            futures = [pool.submit(_hash_read, batch, meter.add) for batch in batches]
+            try:
+                for future in as_completed(futures):
+                    results += future.result()
+                    meter.tell()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    for m in misses:
+        if m[2].st_size >= LARGE_FILE:
+            results.append((m, _retrying(m[1], m[2], lambda p, st: _mapped(p, st, meter.tell))))
+    return results
+
+
+def _hash_read(misses: list[_Miss], done: Callable[[int], None]) -> list[tuple[_Miss, _Hashed]]:
+    """Hash files read whole: open, read, close, and no other call per file."""
+    out: list[tuple[_Miss, _Hashed]] = []
+    count = size = 0
+    path = ""
+    try:
+        for m in misses:
+            _, path, st = m
+            fd = os.open(path, _O_READ)
+            try:
+                data = os.read(fd, st.st_size + 1)
+            finally:
+                os.close(fd)
+            if len(data) == st.st_size:
+                out.append((m, (blake3.blake3(data).hexdigest(), st, st.st_size)))
+            else:  # changed since the walk
+                out.append((m, _retrying(path, os.stat(path), _read_whole)))
+            count += 1
+            size += st.st_size
+            if count % 1024 == 0:
+                done(size)
+                size = 0
+    except OSError as e:
+        raise _read_failed(path, e) from e
+    done(size)
+    return out
+
+
+def _read_whole(path: str, before: os.stat_result) -> _Hashed | None:
+    with open(path, "rb") as f:
+        data = f.read()
+    return (str(blake3.blake3(data).hexdigest()), before, len(data))
+
+
+def _mapped(path: str, before: os.stat_result, tell: Callable[[int], None]) -> _Hashed | None:
+    """Hash a large file memory-mapped, on all cores, in slices so progress can be told."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if stat_key(st) != stat_key(before):
+            return None
+        if st.st_size < LARGE_FILE:  # shrank since the walk (and mmap refuses 0 bytes)
+            return _read_whole(path, st)
+        # Like every mmap reader, this assumes nobody truncates the file meanwhile.
+        hasher = blake3.blake3(max_threads=_AUTO)
+        size = st.st_size
+        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
+            for offset in range(0, size, _SLICE):
+                hasher.update(view[offset : offset + _SLICE])
+                tell(min(_SLICE, size - offset))
+    return (str(hasher.hexdigest()), st, st.st_size)
+
+
+def _retrying(
+    path: str, before: os.stat_result, read: Callable[[str, os.stat_result], _Hashed | None]
+) -> _Hashed:
+    """``read(path, stat before)``, again while the file's stat changes under it."""
+    for _ in range(_RETRIES):
+        try:
+            hashed = read(path, before)
+            after = os.stat(path)
+        except OSError as e:
+            raise _read_failed(path, e) from e
+        if hashed is not None and stat_key(after) == stat_key(hashed[1]):
+            return hashed
+        before = after
+    raise StoreError(
+        f"{path} kept changing while it was hashed; scan again once nothing writes to it"
+    )
+
+
+def _read_failed(path: str, e: OSError) -> StoreError:
+    return StoreError(f"reading {path} failed: {e}; check that it exists and is readable")
