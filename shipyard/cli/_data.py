@@ -10,19 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import click
-from rich.console import Group, RenderableType
-from rich.text import Text
 
 from shipyard.cli._common import get_client, missing_store
 from shipyard.cli._data_render import (
     LIST_LIMIT,
-    SHORT_DIGEST,
     ByteProgress,
     change_lines,
     changes_json,
+    describe,
     entries_table,
     entry_json,
-    lineage_table,
+    lineage_view,
     ref,
     run_row_json,
     transfer_json,
@@ -30,9 +28,8 @@ from shipyard.cli._data_render import (
     version_json,
     versions_table,
 )
-from shipyard.cli._render import console, fmt_size, fmt_time, hint, print_json, status_text
-from shipyard.data import DataClient
-from shipyard.data._refs import parse_ref
+from shipyard.cli._render import console, hint, print_json
+from shipyard.data import DataClient, parse_ref
 from shipyard.errors import InvalidArgumentError, NotFoundError
 from shipyard.types import Dataset, DatasetVersion, Run
 
@@ -78,10 +75,6 @@ def _experiment(client: DataClient, run: Run, cache: dict[str, str | None]) -> s
     return cache[run.experiment_id]
 
 
-def _describe(v: DatasetVersion) -> str:
-    return f"{v.num_files:,} files, {fmt_size(v.size)}"
-
-
 # -- add / status ------------------------------------------------------------------------
 
 
@@ -118,9 +111,9 @@ def add_data(
         print_json(out)
         return
     if result.created:
-        click.echo(f"added {ref(ds.name, v)} ({_describe(v)}): {result.changes.summary()}")
+        click.echo(f"added {ref(ds.name, v)} ({describe(v)}): {result.changes.summary()}")
     else:
-        click.echo(f"unchanged: {ref(ds.name, v)} ({_describe(v)})")
+        click.echo(f"unchanged: {ref(ds.name, v)} ({describe(v)})")
     if verbose:
         for line in change_lines(result.changes):
             click.echo(line)
@@ -247,7 +240,7 @@ def ls_data(dataset: str, as_json: bool) -> None:
         print_json([entry_json(e) for e in entries])
         return
     console().print(entries_table(entries))
-    hint(f"{ref(_name_of(client, version), version)}: {_describe(version)}")
+    hint(f"{ref(_name_of(client, version), version)}: {describe(version)}")
 
 
 @click.command("diff")
@@ -300,26 +293,8 @@ def lineage_data(dataset: str, as_json: bool) -> None:
             }
         )
         return
-    head = Text.assemble(
-        (ref(name, v), "bold"),
-        f"  {v.digest[:SHORT_DIGEST]}  {_describe(v)}  created {fmt_time(v.created_at)}",
-    )
-    parts: list[RenderableType] = [head]
-    if v.message:
-        parts.append(Text(f"  {v.message}"))
-    made = Text("produced by: ")
-    if producer is None:
-        made.append(f"no run (added from {v.source or 'elsewhere'})", style="dim")
-    else:
-        made.append(f"{producer.id} ")
-        made.append(producer.name, style="bold")
-        made.append(" ")
-        made.append_text(status_text(producer.status))
-        made.append(f" ({_experiment(client, producer, names) or producer.experiment_id})")
-    parts.append(made)
-    parts.append(Text(""))
-    parts.append(lineage_table(used) if used else Text("Used by: no runs yet", style="dim"))
-    console().print(Group(*parts))
+    made_in = None if producer is None else _experiment(client, producer, names)
+    console().print(lineage_view(name, v, producer, made_in, used))
 
 
 # -- restore / move ----------------------------------------------------------------------
@@ -341,7 +316,7 @@ def checkout_data(dataset: str, dest: str, force: bool) -> None:
     client = data_client()
     version = client.checkout(dataset, dest, force=force)
     label = ref(_name_of(client, version), version)
-    click.echo(f"checked out {label} ({_describe(version)}) into {dest}")
+    click.echo(f"checked out {label} ({describe(version)}) into {dest}")
 
 
 def _transfer(verb: str, remote: str, refs: Sequence[str], as_json: bool) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from shipyard.cli._render import fmt_duration, fmt_size, fmt_time, status_text, table
@@ -35,9 +35,11 @@ __all__ = [
     "ByteProgress",
     "change_lines",
     "changes_json",
+    "describe",
     "entries_table",
     "entry_json",
     "lineage_table",
+    "lineage_view",
     "ref",
     "run_row_json",
     "transfer_json",
@@ -57,6 +59,12 @@ _MARKS = (("added", "A"), ("modified", "M"), ("deleted", "D"))
 def ref(name: str, version: DatasetVersion) -> str:
     """``rides@3``."""
     return f"{name}@{version.version}"
+
+
+def describe(v: DatasetVersion) -> str:
+    """``3 files, 1.2 MiB``."""
+    files = "1 file" if v.num_files == 1 else f"{v.num_files:,} files"
+    return f"{files}, {fmt_size(v.size)}"
 
 
 def version_json(name: str, v: DatasetVersion) -> dict[str, Any]:
@@ -167,6 +175,37 @@ def lineage_table(runs: Sequence[tuple[Run, str, str | None]]) -> Table:
             Text(role),
         )
     return t
+
+
+def lineage_view(
+    name: str,
+    v: DatasetVersion,
+    producer: Run | None,
+    producer_experiment: str | None,
+    used: Sequence[tuple[Run, str, str | None]],
+) -> RenderableType:
+    """The version, the run that produced it, and a table of the runs that read it."""
+    parts: list[RenderableType] = [
+        Text.assemble(
+            (ref(name, v), "bold"),
+            f"  {v.digest[:SHORT_DIGEST]}  {describe(v)}  created {fmt_time(v.created_at)}",
+        )
+    ]
+    if v.message:
+        parts.append(Text(f"  {v.message}"))
+    made = Text("produced by: ")
+    if producer is None:
+        made.append(f"no run (added from {v.source or 'elsewhere'})", style="dim")
+    else:
+        made.append(f"{producer.id} ")
+        made.append(producer.name, style="bold")
+        made.append(" ")
+        made.append_text(status_text(producer.status))
+        made.append(f" ({producer_experiment or producer.experiment_id})")
+    parts.append(made)
+    parts.append(Text(""))
+    parts.append(lineage_table(used) if used else Text("Used by: no runs yet", style="dim"))
+    return Group(*parts)
 
 
 # -- transfers -------------------------------------------------------------------------

@@ -178,6 +178,8 @@ class DataClient:
         changes = compare(old, entries)
         if latest is not None and latest.digest == digest:
             return AddResult(ds, latest, changes, created=False)
+        if run_id is None:
+            run_id = context.active_run_id()  # added inside a run: that run produced it
         version = self.store.create_dataset_version(
             ds.id,
             digest,
@@ -359,11 +361,20 @@ class DataClient:
         self, remote: str, refs: Sequence[str] = (), *, progress: Progress | None = None
     ) -> Any:
         """Fetch the blobs of the named versions from ``remote`` (manifests first)."""
-        from shipyard.data._remote import pull
+        from shipyard.data._remote import TransferReport, pull
 
         versions = self.versions_for(refs)
-        pull(self.blobs, [v.digest for v in versions], remote, progress=cast(Any, progress))
-        return pull(self.blobs, self._digests(versions), remote, progress=cast(Any, progress))
+        first = pull(self.blobs, [v.digest for v in versions], remote, progress=cast(Any, progress))
+        rest = pull(self.blobs, self._digests(versions), remote, progress=cast(Any, progress))
+        # The second pass sees the manifests as present: count them once, as moved.
+        return TransferReport(
+            objects_moved=first.objects_moved + rest.objects_moved,
+            bytes_moved=first.bytes_moved + rest.bytes_moved,
+            objects_skipped=rest.objects_skipped - first.objects_moved,
+            requests=first.requests + rest.requests,
+            packs_written=first.packs_written + rest.packs_written,
+            seconds=first.seconds + rest.seconds,
+        )
 
 
 def dumps_changes(changes: Changes) -> str:

@@ -28,7 +28,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from shipyard.blobs import BlobStore, LocalBlobStore, check_digest, hash_bytes, hash_file
 from shipyard.data._packs import (
@@ -52,6 +52,8 @@ DEFAULT_PACK_TARGET = 64 << 20
 #: than this (cheaper than another request), in reads of at most _MAX_SPAN bytes.
 _MAX_GAP = 256 << 10
 _MAX_SPAN = 16 << 20
+_BATCH = 512
+_T = TypeVar("_T")
 
 
 class ProgressCallback(Protocol):
@@ -120,7 +122,7 @@ def push(
     _check_size("pack_target", pack_target, 1)
     wanted = _unique(digests)
     with ThreadPoolExecutor(max_workers, thread_name_prefix="shipyard-push") as pool:
-        sizes = dict(zip(wanted, pool.map(partial(_local_size, local), wanted), strict=True))
+        sizes = dict(_each(pool, partial(_local_sizes, local), wanted))
         remote = Remote(remote_url, storage_options)
         cache = _cache_dir(local)
         have = inventory(remote, cache, pool)
@@ -129,7 +131,7 @@ def push(
         packs = 0
         small = [(d, sizes[d]) for d in missing if sizes[d] < pack_threshold]
         for group in plan_packs(small, pack_target):
-            blobs = list(pool.map(lambda item: (item[0], local.get_bytes(item[0])), group))
+            blobs = list(_each(pool, partial(_read_blobs, local), [d for d, _ in group]))
             name, pack, index = build_pack(blobs)
             remote.write(f"packs/{name}.pack", pack)  # the pack first: an index means complete
             remote.write(f"packs/{name}.idx", index)
@@ -174,11 +176,11 @@ def pull(
     """
     started = time.perf_counter()
     wanted = _unique(digests)
-    need = [d for d in wanted if not local.exists(d)]
     requests = bytes_moved = 0
-    if need:
-        remote = Remote(remote_url, storage_options)
-        with ThreadPoolExecutor(max_workers, thread_name_prefix="shipyard-pull") as pool:
+    with ThreadPoolExecutor(max_workers, thread_name_prefix="shipyard-pull") as pool:
+        need = list(_each(pool, partial(_lacking, local), wanted))
+        if need:
+            remote = Remote(remote_url, storage_options)
             have = inventory(remote, _cache_dir(local), pool)
             absent = [d for d in need if d not in have]
             if absent:
@@ -202,7 +204,7 @@ def pull(
                 tasks.extend(partial(_pull_span, local, remote, span) for span in spans)
             meter = _Meter(progress, sum(have[d].length for d in need))
             _run_all(pool, tasks, meter)
-        requests, bytes_moved = remote.requests, meter.done
+            requests, bytes_moved = remote.requests, meter.done
     return TransferReport(
         objects_moved=len(need),
         bytes_moved=bytes_moved,
@@ -232,14 +234,33 @@ def _check_size(name: str, value: object, minimum: int) -> None:
         )
 
 
-def _local_size(local: BlobStore, digest: str) -> int:
+def _each(
+    pool: ThreadPoolExecutor, work: Callable[[list[str]], list[_T]], digests: Sequence[str]
+) -> Iterator[_T]:
+    """``work`` over ``digests`` in batches on the pool (one task per blob costs more
+    than a small blob's work), results in order."""
+    batches = [list(digests[i : i + _BATCH]) for i in range(0, len(digests), _BATCH)]
+    for results in pool.map(work, batches):
+        yield from results
+
+
+def _local_sizes(local: BlobStore, digests: list[str]) -> list[tuple[str, int]]:
     try:
-        return local.size(digest)
+        return [(d, local.size(d)) for d in digests]
     except NotFoundError:
+        missing = next(d for d in digests if not local.exists(d))
         raise NotFoundError(
-            f"cannot push blob {digest}: it is not in the local blob store {local.url}; add the "
-            "data again or pull it from a remote that has it"
+            f"cannot push blob {missing}: it is not in the local blob store {local.url}; add "
+            "the data again or pull it from a remote that has it"
         ) from None
+
+
+def _read_blobs(local: BlobStore, digests: list[str]) -> list[tuple[str, bytes]]:
+    return [(d, local.get_bytes(d)) for d in digests]  # verified: never spread damage
+
+
+def _lacking(local: BlobStore, digests: list[str]) -> list[str]:
+    return [d for d in digests if not local.exists(d)]
 
 
 def _cache_dir(local: BlobStore) -> Path | None:

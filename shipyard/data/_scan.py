@@ -1,17 +1,15 @@
 """Walk a file or folder and digest its files, hashing only what the stat cache cannot vouch for.
 
-The walk follows the tree rules of :mod:`shipyard.blobs`: regular files are
-listed; a symbolic link to a file inside the tree stands for that file; a link
-that leaves the tree, dangles, or points at a folder, and any special file, is
-refused with an :class:`~shipyard.errors.InvalidArgumentError` naming it. Digests
-are the BLAKE3 digests blobs are stored under, so a scan's :meth:`ScanResult.manifest`
-is the manifest :meth:`~shipyard.blobs.BlobStore.put_tree` would write.
+The walk follows the tree rules of :mod:`shipyard.blobs` (a link to a file inside
+the tree stands for that file; other links and special files are refused, named),
+and digests are blob digests, so :meth:`ScanResult.manifest` is the manifest
+:meth:`~shipyard.blobs.BlobStore.put_tree` would write.
 
-Unchanged files cost one ``stat`` (from ``os.scandir``) and a tuple comparison
-against entries bulk-loaded from the cache. Small files are hashed in the calling
-thread (on 1 KiB files, threads lose to GIL hand-offs); files of ``POOLED_FILE``
-bytes or more in a thread pool (blake3 and reads release the GIL); files of
-``LARGE_FILE`` bytes or more are memory-mapped and hashed one at a time on all cores.
+An unchanged file costs one ``stat`` and a comparison with entries bulk-loaded from
+the cache. Small files are hashed in the calling thread (on 1 KiB files threads lose
+to GIL hand-offs), files of ``POOLED_FILE`` bytes or more in a thread pool (blake3
+and reads release the GIL), files of ``LARGE_FILE`` or more memory-mapped, one at a
+time, on all cores.
 """
 
 from __future__ import annotations
@@ -28,8 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from operator import itemgetter
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import blake3
 
@@ -53,6 +52,10 @@ _RETRIES = 3
 _AUTO: int = blake3.blake3.AUTO
 #: An empty, '.' or '..' segment, or a backslash, in NUL-delimited relative paths.
 _BAD_PARTS = ("\\", *(a + seg + b for seg in ("", ".", "..") for a in "/\x00" for b in "/\x00"))
+
+_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+#: O_NOFOLLOW: a folder swapped for a link after the walk saw it is not followed.
+_O_FOLDER = _O_READ | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 Progress = Callable[[int, int], None]
 _Miss = tuple[str, str, os.stat_result]  # (relative path, absolute path, stat)
@@ -133,7 +136,8 @@ def scan(
     top = os.path.abspath(root)
     with _gc_paused():
         hits, misses, cached = _find(top, cache, skip)
-        _check_paths(top, [e.path for e in hits] + [m[0] for m in misses])
+        # Hits were checked before the cache recorded them.
+        _check_paths(top, [m[0] for m in misses])
     hashed = _hash_all(misses, workers, progress)
     with _gc_paused():
         entries = hits + [
@@ -201,28 +205,34 @@ def _walk(
     """Cache hits as entries, and the files to hash; ``cached`` loses every path found.
 
     This loop is the cost of ``status`` on an unchanged tree: one ``stat`` per file
-    and no Python calls beyond what the comparison needs.
+    (relative to an open folder, which saves the kernel a path walk) and no Python
+    calls beyond what the comparison needs; hits become entries in one C-level pass.
     """
     real_top = os.path.realpath(top)
     inside = real_top if real_top.endswith("/") else real_top + "/"
     cut = len(top) if top.endswith("/") else len(top) + 1
-    hits: list[FileEntry] = []
+    hits: list[tuple[str, int, str, int]] = []
     misses: list[_Miss] = []
-    pop, hit, miss, new = cached.pop, hits.append, misses.append, FileEntry
+    pop, hit, miss = cached.pop, hits.append, misses.append
     folders = [top]
     while folders:
-        with os.scandir(folders.pop()) as it:
+        folder = folders.pop()
+        prefix = folder if folder.endswith(os.sep) else folder + os.sep
+        with _listing(folder) as it:
             for e in it:
-                if skip is not None and skip(e.name, e.path[cut:], e.is_dir(follow_symlinks=False)):
+                path = prefix + e.name
+                if skip is not None and skip(e.name, path[cut:], e.is_dir(follow_symlinks=False)):
                     continue
                 if e.is_file(follow_symlinks=False):
-                    st = e.stat()
+                    try:
+                        st = e.stat()
+                    except FileNotFoundError:  # deleted since listed: it is gone
+                        continue
                 elif e.is_dir(follow_symlinks=False):
-                    folders.append(e.path)
+                    folders.append(path)
                     continue
                 else:
-                    st = _link_target(top, inside, e)
-                path = e.path
+                    st = _link_target(top, inside, e, path)
                 c = pop(path, None)
                 if (
                     c is not None
@@ -231,21 +241,36 @@ def _walk(
                     and c[3] == st.st_ino & INODE_MASK
                     and c[4] == st.st_ctime_ns
                 ):
-                    hit(new(path[cut:], c[1], c[5], EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
+                    hit((path[cut:], c[1], c[5], EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
                 else:
                     miss((path[cut:], path, st))
     if os.sep != "/":
-        hits = [e._replace(path=e.path.replace(os.sep, "/")) for e in hits]
+        hits = [(r.replace(os.sep, "/"), n, d, m) for r, n, d, m in hits]
         misses = [(r.replace(os.sep, "/"), p, s) for r, p, s in misses]
-    return hits, misses
+    return cast(list[FileEntry], list(map(tuple.__new__, repeat(FileEntry), hits))), misses
 
 
-def _link_target(top: str, inside: str, e: os.DirEntry[str]) -> os.stat_result:
+@contextmanager
+def _listing(folder: str) -> Iterator[Iterator[os.DirEntry[str]]]:
+    """``os.scandir`` of an open folder where supported, so ``stat`` needs no path walk."""
+    if os.scandir not in os.supports_fd:
+        with os.scandir(folder) as it:
+            yield it
+        return
+    fd = os.open(folder, _O_FOLDER)
+    try:
+        with os.scandir(fd) as it:
+            yield it
+    finally:
+        os.close(fd)
+
+
+def _link_target(top: str, inside: str, e: os.DirEntry[str], path: str) -> os.stat_result:
     """The stat of the file a symbolic link inside the tree points at, or refuse it."""
 
     def refuse(why: str) -> InvalidArgumentError:
         return InvalidArgumentError(
-            f"cannot scan {top}: {e.path} {why}; replace it with a regular file, remove it, "
+            f"cannot scan {top}: {path} {why}; replace it with a regular file, remove it, "
             "or exclude it"
         )
 
@@ -255,7 +280,7 @@ def _link_target(top: str, inside: str, e: os.DirEntry[str]) -> os.stat_result:
         st = e.stat()
     except OSError:
         raise refuse("is a dangling or looping symbolic link") from None
-    target = os.path.realpath(e.path)
+    target = os.path.realpath(path)
     if not target.startswith(inside):
         raise refuse(f"is a symbolic link leaving the tree (to {target})")
     if not stat.S_ISREG(st.st_mode):
@@ -265,12 +290,21 @@ def _link_target(top: str, inside: str, e: os.DirEntry[str]) -> os.stat_result:
 
 def _check_paths(top: str, paths: list[str]) -> None:
     """Refuse paths a manifest cannot hold, in a few passes over all of them joined."""
+    if not paths:
+        return
     joined = "\x00" + "\x00".join(paths) + "\x00"
     try:
-        joined.encode("utf-8")
-        top.encode("utf-8")
+        (top + joined).encode("utf-8")
     except UnicodeEncodeError:
-        bad = next((p for p in paths if not _utf8(p)), top)
+        # Undecodable bytes became lone surrogates; they do not survive a round trip.
+        bad = next(
+            (
+                p
+                for p in paths
+                if p.encode("utf-8", "surrogateescape") != p.encode("utf-8", "replace")
+            ),
+            top,
+        )
         raise InvalidArgumentError(
             f"cannot scan {top}: the name {bad!r} is not valid UTF-8; rename it"
         ) from None
@@ -281,14 +315,6 @@ def _check_paths(top: str, paths: list[str]) -> None:
             f"cannot scan {top}: expected relative paths without empty, '.' or '..' segments "
             f"or backslashes, got {bad!r}; rename it"
         )
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # -- exclusion -------------------------------------------------------------------
@@ -329,15 +355,13 @@ def _excluder(patterns: Sequence[str]) -> _Skip | None:
 
 #: (digest, the stat taken before the read that gave it, bytes hashed)
 _Hashed = tuple[str, os.stat_result, int]
-_O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class _Meter:
-    """Bytes hashed so far, added from any thread, told to ``progress`` from the caller's."""
+    """Bytes hashed, added from any thread, told to ``progress`` from the caller's."""
 
     def __init__(self, total: int, progress: Progress | None) -> None:
-        self.total, self.progress, self.done = total, progress, 0
-        self._lock = threading.Lock()
+        self.total, self.progress, self.done, self._lock = total, progress, 0, threading.Lock()
 
     def add(self, n: int) -> None:
         with self._lock:
@@ -352,11 +376,7 @@ class _Meter:
 def _hash_all(
     misses: list[_Miss], workers: int | None, progress: Progress | None
 ) -> list[tuple[_Miss, _Hashed]]:
-    """Hash small files here, medium ones in a thread pool, large ones one at a time.
-
-    Threads only pay off once blake3's GIL-free work outweighs each file's Python
-    work: on 1 KiB files two threads are slower than one (GIL hand-offs).
-    """
+    """Hash small files here, medium ones in a thread pool, large ones one at a time."""
     if not misses:
         return []
     meter = _Meter(sum(m[2].st_size for m in misses), progress)
@@ -411,10 +431,10 @@ def _hash_read(misses: list[_Miss], done: Callable[[int], None]) -> list[tuple[_
     return out
 
 
-def _read_whole(path: str, before: os.stat_result) -> _Hashed | None:
+def _read_whole(path: str, before: os.stat_result) -> _Hashed:
     with open(path, "rb") as f:
         data = f.read()
-    return (str(blake3.blake3(data).hexdigest()), before, len(data))
+    return str(blake3.blake3(data).hexdigest()), before, len(data)
 
 
 def _mapped(path: str, before: os.stat_result, tell: Callable[[int], None]) -> _Hashed | None:

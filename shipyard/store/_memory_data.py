@@ -131,7 +131,10 @@ class MemoryDatasets:
             for v in self._versions.values():
                 if v.dataset_id == dataset_id and v.version == version:
                     return v
-        raise NotFoundError(f"dataset {dataset.name!r} has no version {version}")
+        raise NotFoundError(
+            f"dataset {dataset.name!r} has no version {version}; list its versions with "
+            f"'shipyard data log {dataset.name}'"
+        )
 
     def get_dataset_version_by_id(self, version_id: str) -> DatasetVersion:
         check_lookup_id(version_id, "dataset version")

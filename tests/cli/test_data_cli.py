@@ -25,6 +25,9 @@ USE_SCRIPT = textwrap.dedent(
         path = shipyard.data.use("rides@1", role="train")
         shipyard.data.use("rides@1", role="validation")
         assert (path / "a.csv").read_text() == "a,b\\n1,2\\n", path
+        out = path.parent.parent.parent / "features.txt"
+        out.write_text("derived")
+        shipyard.data.add(out, name="features", run_id=run.id)
     print(run.id)
     """
 )
@@ -293,7 +296,7 @@ def test_push_then_pull_restores_deleted_blobs(empty_home: Home, src: Path, tmp_
     assert lost.code == 1
     pulled = home("data", "pull", "--remote", str(remote), "rides@1")
     assert pulled.code == 0, pulled.err
-    assert pulled.out.startswith(f"pulled 3 objects (1.0 KiB) from {remote}")
+    assert pulled.out.startswith("pulled 4 objects (")
     dest = tmp_path / "back"
     assert home("data", "checkout", "rides@1", str(dest)).code == 0
     assert _files(dest) == _files(src)
@@ -333,6 +336,9 @@ def test_lineage_and_runs_show_name_the_runs_that_used_a_version(
         (run_id, "trainer", "pricing", "train"),
         (run_id, "trainer", "pricing", "validation"),
     }
+    made = home("data", "lineage", "features").out
+    assert f"produced by: {run_id} trainer FINISHED (pricing)" in made
+    assert "Used by: no runs yet" in made
     show = home("runs", "show", run_id)
     assert "Data inputs" in show.out
     assert any(line.split()[:2] == ["rides@1", "train"] for line in show.out.splitlines())

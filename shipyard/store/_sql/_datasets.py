@@ -181,7 +181,10 @@ class DatasetsMixin:
                 ds = conn.execute(sa.select(_DS.c.name).where(_DS.c.id == dataset_id)).first()
                 if ds is None:
                     raise NotFoundError(f"dataset {q(dataset_id)} not found")
-                raise NotFoundError(f"dataset {ds.name!r} has no version {version}")
+                raise NotFoundError(
+                    f"dataset {ds.name!r} has no version {version}; list its versions with "
+                    f"'shipyard data log {ds.name}'"
+                )
         return _version(row)
 
     def get_dataset_version_by_id(self, version_id: str) -> DatasetVersion:
