@@ -81,8 +81,8 @@ class LoggingMixin:
                     conn.execute(sa.insert(t.params), new_rows)
             for k, v in tag_map.items():
                 upsert(conn, t.tags, {"run_id": run_id, "key": k}, {"value": v})
-            for s in series:
-                _metrics.ingest(conn, run_id, s, for_update=self._pg)
+            if series:
+                _metrics.ingest(conn, run_id, series, pg=self._pg)
 
         if param_map or tag_map or series:
             run_write(self._engine, write)

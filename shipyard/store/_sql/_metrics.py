@@ -41,99 +41,156 @@ def batch_summary(
     return float(values[i]), top, float(times[i]), lo, hi, len(values)
 
 
-def ingest(conn: Connection, run_id: str, series: MetricSeries, for_update: bool) -> None:
-    """Append one key's points: rewrite a small tail segment, add full ones, and
-    merge the summary. Runs inside the caller's write transaction."""
+def ingest(conn: Connection, run_id: str, batch: list[MetricSeries], pg: bool) -> None:
+    """Append points of many keys: rewrite small tail segments, add full ones, merge
+    the summaries. A constant number of statements per batch (not per key), so a
+    batch of 10,000 keys costs a few queries. Runs in the caller's transaction."""
     import numpy as np
 
-    n = len(series)
-    if n == 0:
+    batch = _one_per_key([s for s in batch if len(s)])
+    if not batch:
         return
-    steps, values, times = series.steps, series.values, series.timestamps
-    times_ms = np.rint(times * 1000.0).astype(np.int64)
-    key = series.key
-    if for_update:
-        # PostgreSQL: serialize writers of one (run, key) for the read-modify-write
-        # of the tail segment and summary (SQLite's BEGIN IMMEDIATE already does).
+    if pg:
+        # Serialize writers of one run for the read-modify-write of tails and
+        # summaries (SQLite's BEGIN IMMEDIATE already does).
         conn.execute(
             sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": f"shipyard.metric/{run_id}/{key}"},
+            {"k": f"shipyard.metric/{run_id}"},
         )
-
-    tail = conn.execute(
-        sa.select(seg_t.c.seq, seg_t.c.count, seg_t.c.data)
-        .where(seg_t.c.run_id == run_id, seg_t.c.key == key)
-        .order_by(seg_t.c.seq.desc())
-        .limit(1)
-    ).first()
-    next_seq = 0
-    if tail is not None:
-        next_seq = tail.seq + 1
-        if int(tail._mapping["count"]) < _segments.TAIL_MERGE_POINTS:
-            s0, v0, t0 = _segments.decode(tail.data)
+    keys = [s.key for s in batch]
+    tails: dict[str, tuple[int, int]] = {}
+    tail_data: dict[str, bytes] = {}  # tails small enough to rewrite with new points
+    olds: dict[str, Any] = {}
+    for chunk in _chunks(keys):
+        top = (
+            sa.select(seg_t.c.key, sa.func.max(seg_t.c.seq).label("seq"))
+            .where(seg_t.c.run_id == run_id, seg_t.c.key.in_(chunk))
+            .group_by(seg_t.c.key)
+            .subquery()
+        )
+        small_data = sa.case(
+            (seg_t.c.count < _segments.TAIL_MERGE_POINTS, seg_t.c.data), else_=sa.null()
+        )
+        rows = conn.execute(
+            sa.select(seg_t.c.key, seg_t.c.seq, seg_t.c.count, small_data.label("data"))
+            .join(top, sa.and_(seg_t.c.key == top.c.key, seg_t.c.seq == top.c.seq))
+            .where(seg_t.c.run_id == run_id)
+        )
+        for row in rows:
+            tails[row.key] = (int(row.seq), int(row._mapping["count"]))
+            if row.data is not None:
+                tail_data[row.key] = bytes(row.data)
+        for row in conn.execute(
+            sa.select(sum_t).where(sum_t.c.run_id == run_id, sum_t.c.key.in_(chunk))
+        ):
+            olds[row.key] = row
+    small = [(k, tails[k][0]) for k in tail_data]
+    if small:
+        conn.execute(
+            sa.delete(seg_t).where(
+                seg_t.c.run_id == run_id,
+                seg_t.c.key == sa.bindparam("k"),
+                seg_t.c.seq == sa.bindparam("s"),
+            ),
+            [{"k": k, "s": seq} for k, seq in small],
+        )
+    segments: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    size = _segments.SEGMENT_POINTS
+    for series in batch:
+        key = series.key
+        steps, values = series.steps, series.values
+        times_ms = np.rint(series.timestamps * 1000.0).astype(np.int64)
+        seq = tails[key][0] + 1 if key in tails else 0
+        if key in tail_data:
+            s0, v0, t0 = _segments.decode(tail_data[key])
             steps = np.concatenate([s0, steps])
             values = np.concatenate([v0, values])
             times_ms = np.concatenate([t0, times_ms])
-            conn.execute(
-                sa.delete(seg_t).where(
-                    seg_t.c.run_id == run_id, seg_t.c.key == key, seg_t.c.seq == tail.seq
-                )
+            seq = tails[key][0]
+        for start in range(0, len(steps), size):
+            end = min(start + size, len(steps))
+            segments.append(
+                {
+                    "run_id": run_id,
+                    "key": key,
+                    "seq": seq,
+                    "count": end - start,
+                    "data": _segments.encode(
+                        steps[start:end], values[start:end], times_ms[start:end]
+                    ),
+                }
             )
-            next_seq = tail.seq
-    rows: list[dict[str, Any]] = []
-    total = len(steps)
-    size = _segments.SEGMENT_POINTS
-    for start in range(0, total, size):
-        end = min(start + size, total)
-        rows.append(
+            seq += 1
+        last, last_step, last_time, lo, hi, count = batch_summary(
+            series.steps, series.values, np.rint(series.timestamps * 1000.0) / 1000.0
+        )
+        old = olds.get(key)
+        if old is None:
+            inserts.append(
+                {
+                    "run_id": run_id,
+                    "key": key,
+                    "last": _nan_to_none(last),
+                    "last_step": last_step,
+                    "last_time": last_time,
+                    "min": _nan_to_none(lo),
+                    "max": _nan_to_none(hi),
+                    "count": count,
+                }
+            )
+            continue
+        if last_step < old.last_step:
+            last, last_step, last_time = _none_to_nan(old.last), old.last_step, old.last_time
+        updates.append(
             {
-                "run_id": run_id,
-                "key": key,
-                "seq": next_seq,
-                "count": end - start,
-                "data": _segments.encode(steps[start:end], values[start:end], times_ms[start:end]),
+                "k": key,
+                "v_last": _nan_to_none(last),
+                "v_last_step": last_step,
+                "v_last_time": last_time,
+                "v_min": _nan_to_none(_merge(old.min, lo, min)),
+                "v_max": _nan_to_none(_merge(old.max, hi, max)),
+                "v_count": int(old._mapping["count"]) + count,
             }
         )
-        next_seq += 1
-    conn.execute(sa.insert(seg_t), rows)
-
-    last, last_step, last_time, lo, hi, count = batch_summary(
-        series.steps, series.values, np.rint(series.timestamps * 1000.0) / 1000.0
-    )
-    query = sa.select(sum_t).where(sum_t.c.run_id == run_id, sum_t.c.key == key)
-    if for_update:
-        query = query.with_for_update()
-    old = conn.execute(query).first()
-    if old is None:
+    conn.execute(sa.insert(seg_t), segments)
+    if inserts:
+        conn.execute(sa.insert(sum_t), inserts)
+    if updates:
         conn.execute(
-            sa.insert(sum_t).values(
-                run_id=run_id,
-                key=key,
-                last=_nan_to_none(last),
-                last_step=last_step,
-                last_time=last_time,
-                min=_nan_to_none(lo),
-                max=_nan_to_none(hi),
-                count=count,
-            )
+            sa.update(sum_t)
+            .where(sum_t.c.run_id == run_id, sum_t.c.key == sa.bindparam("k"))
+            .values(
+                last=sa.bindparam("v_last"),
+                last_step=sa.bindparam("v_last_step"),
+                last_time=sa.bindparam("v_last_time"),
+                min=sa.bindparam("v_min"),
+                max=sa.bindparam("v_max"),
+                count=sa.bindparam("v_count"),
+            ),
+            updates,
         )
-        return
-    if last_step < old.last_step:
-        last, last_step, last_time = _none_to_nan(old.last), old.last_step, old.last_time
-    lo = _merge(old.min, lo, min)
-    hi = _merge(old.max, hi, max)
-    conn.execute(
-        sa.update(sum_t)
-        .where(sum_t.c.run_id == run_id, sum_t.c.key == key)
-        .values(
-            last=_nan_to_none(last),
-            last_step=last_step,
-            last_time=last_time,
-            min=_nan_to_none(lo),
-            max=_nan_to_none(hi),
-            count=int(old._mapping["count"]) + count,
+
+
+def _one_per_key(batch: list[MetricSeries]) -> list[MetricSeries]:
+    """Series of one key joined in batch order (so each key gets one tail rewrite)."""
+    if len({s.key for s in batch}) == len(batch):
+        return batch
+    import numpy as np
+
+    groups: dict[str, list[MetricSeries]] = {}
+    for s in batch:
+        groups.setdefault(s.key, []).append(s)
+    return [
+        MetricSeries(
+            key,
+            np.concatenate([p.steps for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.timestamps for p in parts]),
         )
-    )
+        for key, parts in groups.items()
+    ]
 
 
 def _merge(old: float | None, new: float, pick: Any) -> float:
