@@ -22,7 +22,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,15 +37,15 @@ from shipyard.data._statcache import INODE_MASK, CachedRow, StatCache, stat_key
 from shipyard.errors import InvalidArgumentError, NotFoundError, StoreError
 from shipyard.validation import describe
 
-__all__ = ["LARGE_FILE", "FileEntry", "ScanResult", "scan"]
+__all__ = ["LARGE_FILE", "POOLED_FILE", "FileEntry", "ScanResult", "scan"]
 
 #: Files this big are memory-mapped and hashed one at a time with all cores.
 LARGE_FILE = 8 << 20
 FILE_MODE, EXEC_MODE = 0o644, 0o755
 #: Files this big are hashed in a thread pool; smaller ones in the calling thread.
 POOLED_FILE = 128 << 10
-#: Files per thread-pool task.
-_BATCH = 16
+#: Bytes per thread-pool task (amortises the pool's overhead, keeps every thread busy).
+_BATCH_BYTES = 4 << 20
 #: Large files are hashed in slices this big, with progress reported after each.
 _SLICE = 64 << 20
 _RETRIES = 3
@@ -54,8 +54,9 @@ _AUTO: int = blake3.blake3.AUTO
 _BAD_PARTS = ("\\", *(a + seg + b for seg in ("", ".", "..") for a in "/\x00" for b in "/\x00"))
 
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_ROOT = _O_READ | getattr(os, "O_DIRECTORY", 0)
 #: O_NOFOLLOW: a folder swapped for a link after the walk saw it is not followed.
-_O_FOLDER = _O_READ | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_O_FOLDER = _O_ROOT | getattr(os, "O_NOFOLLOW", 0)
 
 Progress = Callable[[int, int], None]
 _Miss = tuple[str, str, os.stat_result]  # (relative path, absolute path, stat)
@@ -136,17 +137,16 @@ def scan(
     top = os.path.abspath(root)
     with _gc_paused():
         hits, misses, cached = _find(top, cache, skip)
-        # Hits were checked before the cache recorded them.
-        _check_paths(top, [m[0] for m in misses])
-    hashed = _hash_all(misses, workers, progress)
-    with _gc_paused():
-        entries = hits + [
-            FileEntry(rel, size, digest, _mode(st)) for (rel, _, _), (digest, st, size) in hashed
-        ]
+        _check_paths(top, [m[0] for m in misses])  # hits were checked before they were cached
+        hashed = _hash_all(misses, workers, progress)
+        entries = hits + _entries(
+            (rel, size, digest, EXEC_MODE if st.st_mode & 0o111 else FILE_MODE)
+            for (rel, _, _), (digest, st, size) in hashed
+        )
         entries.sort(key=itemgetter(0))
-    if cache is not None:
-        cache.store_many((path, st, digest) for (_, path, _), (digest, st, _) in hashed)
-        cache.forget_many(cached)  # what the walk did not find is gone
+        if cache is not None:
+            cache.store_many((path, st, digest) for (_, path, _), (digest, st, _) in hashed)
+            cache.forget_many(cached)  # what the walk did not find is gone
     return ScanResult(
         entries=tuple(entries),
         files_hashed=len(hashed),
@@ -184,8 +184,8 @@ def _find(
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: building 100,000s of tuples triggers collections that walk
-    them all again and again (10% of a warm scan), and none of them form cycles."""
+    """Pause the cyclic GC: each 100,000 new tuples trigger collections that walk every
+    live one again (10% of a warm scan, 20% of a full re-hash), and none form cycles."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -218,7 +218,7 @@ def _walk(
     while folders:
         folder = folders.pop()
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
-        with _listing(folder) as it:
+        with _listing(folder, _O_ROOT if folder == top else _O_FOLDER) as it:
             for e in it:
                 path = prefix + e.name
                 if skip is not None and skip(e.name, path[cut:], e.is_dir(follow_symlinks=False)):
@@ -247,17 +247,22 @@ def _walk(
     if os.sep != "/":
         hits = [(r.replace(os.sep, "/"), n, d, m) for r, n, d, m in hits]
         misses = [(r.replace(os.sep, "/"), p, s) for r, p, s in misses]
-    return cast(list[FileEntry], list(map(tuple.__new__, repeat(FileEntry), hits))), misses
+    return _entries(hits), misses
+
+
+def _entries(fields: Iterable[tuple[str, int, str, int]]) -> list[FileEntry]:
+    """FileEntry objects made in C (``tuple.__new__``), not by a Python ``__new__`` per entry."""
+    return cast(list[FileEntry], list(map(tuple.__new__, repeat(FileEntry), fields)))
 
 
 @contextmanager
-def _listing(folder: str) -> Iterator[Iterator[os.DirEntry[str]]]:
+def _listing(folder: str, flags: int) -> Iterator[Iterator[os.DirEntry[str]]]:
     """``os.scandir`` of an open folder where supported, so ``stat`` needs no path walk."""
     if os.scandir not in os.supports_fd:
         with os.scandir(folder) as it:
             yield it
         return
-    fd = os.open(folder, _O_FOLDER)
+    fd = os.open(folder, flags)
     try:
         with os.scandir(fd) as it:
             yield it
@@ -296,15 +301,8 @@ def _check_paths(top: str, paths: list[str]) -> None:
     try:
         (top + joined).encode("utf-8")
     except UnicodeEncodeError:
-        # Undecodable bytes became lone surrogates; they do not survive a round trip.
-        bad = next(
-            (
-                p
-                for p in paths
-                if p.encode("utf-8", "surrogateescape") != p.encode("utf-8", "replace")
-            ),
-            top,
-        )
+        # Undecodable bytes became lone surrogates, which "replace" turns into "?".
+        bad = next((p for p in paths if p.encode("utf-8", "replace").decode() != p), top)
         raise InvalidArgumentError(
             f"cannot scan {top}: the name {bad!r} is not valid UTF-8; rename it"
         ) from None
@@ -376,17 +374,20 @@ class _Meter:
 def _hash_all(
     misses: list[_Miss], workers: int | None, progress: Progress | None
 ) -> list[tuple[_Miss, _Hashed]]:
-    """Hash small files here, medium ones in a thread pool, large ones one at a time."""
+    """Hash small files here, medium ones in a thread pool, then large ones one at a time."""
     if not misses:
         return []
     meter = _Meter(sum(m[2].st_size for m in misses), progress)
     meter.tell()
-    small = [m for m in misses if m[2].st_size < POOLED_FILE]
-    medium = [m for m in misses if POOLED_FILE <= m[2].st_size < LARGE_FILE]
-    results = _hash_read(small, meter.tell)
-    if medium:
+    results = _hash_read([m for m in misses if m[2].st_size < POOLED_FILE], meter.tell)
+    batches: list[list[_Miss]] = [[]]
+    for m in misses:
+        if POOLED_FILE <= m[2].st_size < LARGE_FILE:
+            if sum(b[2].st_size for b in batches[-1]) >= _BATCH_BYTES:
+                batches.append([])
+            batches[-1].append(m)
+    if batches[0]:
         workers = workers if workers is not None else min(16, (os.cpu_count() or 1) + 4)
-        batches = [medium[i : i + _BATCH] for i in range(0, len(medium), _BATCH)]
         with ThreadPoolExecutor(max(1, workers), thread_name_prefix="shipyard-scan") as pool:
             futures = [pool.submit(_hash_read, batch, meter.add) for batch in batches]
             try:
@@ -404,12 +405,11 @@ def _hash_all(
 
 
 def _hash_read(misses: list[_Miss], done: Callable[[int], None]) -> list[tuple[_Miss, _Hashed]]:
-    """Hash files read whole: open, read, close, and no other call per file."""
+    """Hash files read whole: open, read, close, and no other call per unchanged file."""
     out: list[tuple[_Miss, _Hashed]] = []
-    count = size = 0
-    path = ""
+    size, path = 0, ""
     try:
-        for m in misses:
+        for i, m in enumerate(misses, 1):
             _, path, st = m
             fd = os.open(path, _O_READ)
             try:
@@ -420,14 +420,12 @@ def _hash_read(misses: list[_Miss], done: Callable[[int], None]) -> list[tuple[_
                 out.append((m, (blake3.blake3(data).hexdigest(), st, st.st_size)))
             else:  # changed since the walk
                 out.append((m, _retrying(path, os.stat(path), _read_whole)))
-            count += 1
             size += st.st_size
-            if count % 1024 == 0:
+            if i % 1024 == 0 or i == len(misses):
                 done(size)
                 size = 0
     except OSError as e:
         raise _read_failed(path, e) from e
-    done(size)
     return out
 
 
@@ -446,13 +444,12 @@ def _mapped(path: str, before: os.stat_result, tell: Callable[[int], None]) -> _
         if st.st_size < LARGE_FILE:  # shrank since the walk (and mmap refuses 0 bytes)
             return _read_whole(path, st)
         # Like every mmap reader, this assumes nobody truncates the file meanwhile.
-        hasher = blake3.blake3(max_threads=_AUTO)
-        size = st.st_size
+        hasher, size = blake3.blake3(max_threads=_AUTO), st.st_size
         with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as m, memoryview(m) as view:
             for offset in range(0, size, _SLICE):
                 hasher.update(view[offset : offset + _SLICE])
                 tell(min(_SLICE, size - offset))
-    return (str(hasher.hexdigest()), st, st.st_size)
+    return str(hasher.hexdigest()), st, size
 
 
 def _retrying(
@@ -468,9 +465,7 @@ def _retrying(
         if hashed is not None and stat_key(after) == stat_key(hashed[1]):
             return hashed
         before = after
-    raise StoreError(
-        f"{path} kept changing while it was hashed; scan again once nothing writes to it"
-    )
+    raise StoreError(f"{path} kept changing while it was hashed; scan again once nothing writes")
 
 
 def _read_failed(path: str, e: OSError) -> StoreError:

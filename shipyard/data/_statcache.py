@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS stat_cache (
 ) WITHOUT ROWID
 """
 _COLUMNS = "size, mtime_ns, inode, ctime_ns, digest"
+_ERRORS = (sqlite3.Error, OSError)  # OSError: creating the folder
 _TRUSTED = "mtime_ns < recorded_at_ns - ?"
 
 
@@ -65,10 +66,18 @@ def stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino & INODE_MASK, st.st_ctime_ns)
 
 
+def _key(path: str | os.PathLike[str]) -> str:
+    """``os.path.abspath(path)``, skipped (it costs a microsecond) when ``path`` is clean."""
+    p = os.fspath(path)
+    if p[:1] == "/" and p[-1:] != "/" and "//" not in p and "/." not in p:
+        return p
+    return os.path.abspath(p)
+
+
 def prefix_range(root: str) -> tuple[str, str]:
     """Bounds ``lo <= path < hi`` selecting every path strictly under folder ``root``."""
-    prefix = root if root.endswith("/") else root + "/"
-    return prefix, prefix[:-1] + chr(ord("/") + 1)
+    prefix = root if root.endswith(os.sep) else root + os.sep
+    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)
 
 
 class StatCache:
@@ -151,7 +160,7 @@ class StatCache:
         Returns:
             The digest, or ``None`` when the file must be hashed.
         """
-        key = os.path.abspath(path)
+        key = _key(path)
         try:
             with self._lock:
                 row = (
@@ -162,9 +171,9 @@ class StatCache:
                     )
                     .fetchone()
                 )
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise self._failed(f"looking up {key}", e) from e
-        if row is None or tuple(row[:4]) != stat_key(st):
+        if row is None or row[:4] != stat_key(st):
             return None
         return str(row[4])
 
@@ -174,7 +183,7 @@ class StatCache:
         One range query, so a scan compares stat tuples in memory instead of
         querying per file.
         """
-        lo, hi = prefix_range(os.path.abspath(root))
+        lo, hi = prefix_range(_key(root))
         try:
             with self._lock:
                 cursor = self._connect().execute(
@@ -183,7 +192,7 @@ class StatCache:
                     (lo, hi, self.granularity_ns),
                 )
                 rows = cursor.fetchall()
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise self._failed(f"loading the entries under {lo}", e) from e
         return {row[0]: row for row in rows}
 
@@ -196,7 +205,11 @@ class StatCache:
         during hashing shows up as a mismatch (or a racy entry) next time.
         """
         now = time.time_ns()
-        rows = [(os.path.abspath(p), *stat_key(st), d, now) for p, st, d in entries]
+        mask = INODE_MASK
+        rows = [
+            (_key(p), st.st_size, st.st_mtime_ns, st.st_ino & mask, st.st_ctime_ns, d, now)
+            for p, st, d in entries
+        ]
         if not rows:
             return
         try:
@@ -208,12 +221,12 @@ class StatCache:
                         f"(path, {_COLUMNS}, recorded_at_ns) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         rows,
                     )
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise self._failed(f"recording {len(rows)} digests", e) from e
 
     def forget_many(self, paths: Iterable[str | os.PathLike[str]]) -> None:
         """Drop the entries of ``paths`` (files that are gone), in one transaction."""
-        rows = [(os.path.abspath(p),) for p in paths]
+        rows = [(_key(p),) for p in paths]
         if not rows:
             return
         try:
@@ -221,7 +234,7 @@ class StatCache:
                 conn = self._connect()
                 with _transaction(conn):
                     conn.executemany("DELETE FROM stat_cache WHERE path = ?", rows)
-        except sqlite3.Error as e:
+        except _ERRORS as e:
             raise self._failed(f"forgetting {len(rows)} entries", e) from e
 
 

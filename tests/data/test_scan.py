@@ -155,6 +155,11 @@ def test_lookup_checks_every_stat_field(tmp_path: Path, cache: StatCache) -> Non
     assert cache.lookup(path, st) == "1" * 64
     assert cache.lookup(tmp_path / "other", st) is None
     assert cache.lookup(path, _changed(st, st_atime_ns=1)) == "1" * 64  # atime is ignored
+    huge = _changed(st, st_ino=2**64 - 5)  # inodes are unsigned 64-bit; SQLite's are signed
+    cache.store_many([(path, huge, "2" * 64)])
+    assert cache.lookup(path, huge) == "2" * 64
+    assert cache.lookup(path, st) is None
+    cache.store_many([(path, st, "1" * 64)])
     for name in ("st_size", "st_mtime_ns", "st_ino", "st_ctime_ns"):
         changed = _changed(st, **{name: getattr(st, name) + 1})
         assert stat_key(changed) != stat_key(st)
@@ -207,6 +212,12 @@ def test_symlink_inside_the_tree_is_followed(tree: Path, cache: StatCache) -> No
     again = scan(tree, cache=cache)
     assert again.files_hashed == 1
     assert {e.path: e for e in again.entries}["alias.txt"].digest == hash_file(tree / "a.txt")
+
+
+def test_root_may_be_a_symlink(tree: Path, tmp_path: Path) -> None:
+    """A root given as a link to a folder is scanned like the folder itself."""
+    (tmp_path / "via").symlink_to(tree)
+    assert scan(tmp_path / "via", cache=None).entries == scan(tree, cache=None).entries
 
 
 def test_executable_bit_is_captured(tree: Path) -> None:
@@ -272,6 +283,20 @@ def test_progress_reports_bytes(tree: Path) -> None:
     assert calls[0] == (0, result.bytes_hashed)
     assert calls[-1] == (result.bytes_hashed, result.bytes_hashed)
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+@pytest.mark.parametrize("size", [10, POOLED_FILE, LARGE_FILE])
+def test_file_changed_after_the_walk_is_hashed_as_it_is_now(tmp_path: Path, size: int) -> None:
+    """A file rewritten between the walk and its hashing gets the digest of its new content."""
+    path = _write(tmp_path / "t" / "f.bin", b"a" * size)
+
+    def grow(done: int, total: int) -> None:
+        if path.stat().st_size == size:  # progress(0, total) comes before any read
+            with open(path, "ab") as f:
+                f.write(b"more")
+
+    result = scan(path.parent, cache=None, progress=grow)
+    assert result.entries == (FileEntry("f.bin", size + 4, hash_file(path)),)
 
 
 def test_concurrent_scans_share_a_cache(tmp_path: Path, cache: StatCache) -> None:
