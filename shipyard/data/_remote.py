@@ -245,14 +245,16 @@ def _each(
 
 
 def _local_sizes(local: BlobStore, digests: list[str]) -> list[tuple[str, int]]:
-    try:
-        return [(d, local.size(d)) for d in digests]
-    except NotFoundError:
-        missing = next(d for d in digests if not local.exists(d))
-        raise NotFoundError(
-            f"cannot push blob {missing}: it is not in the local blob store {local.url}; add "
-            "the data again or pull it from a remote that has it"
-        ) from None
+    sizes = []
+    for d in digests:
+        try:
+            sizes.append((d, local.size(d)))
+        except NotFoundError:
+            raise NotFoundError(
+                f"cannot push blob {d}: it is not in the local blob store {local.url}; add "
+                "the data again or pull it from a remote that has it"
+            ) from None
+    return sizes
 
 
 def _read_blobs(local: BlobStore, digests: list[str]) -> list[tuple[str, bytes]]:

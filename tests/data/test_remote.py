@@ -291,6 +291,18 @@ def test_damaged_pack_index_is_reported(tmp_path: Path, folder: Target) -> None:
         _pull(_store(tmp_path), digests, folder)
 
 
+def test_damaged_cached_index_is_read_again(tmp_path: Path, folder: Target) -> None:
+    """A local copy of a pack index that got damaged is replaced from the remote."""
+    a = _store(tmp_path)
+    digests = _fill(a, 5)
+    _push(a, digests, folder)
+    (cached,) = (a.root / "packidx").glob("*.idx")
+    cached.write_bytes(b"garbage")
+    report = _push(a, digests, folder)
+    assert (report.objects_moved, report.requests) == (0, 2)  # listing + the index
+    assert cached.read_bytes() == folder.read(f"packs/{cached.name}")
+
+
 def test_interrupted_push_resumes(
     tmp_path: Path, target: Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
