@@ -1,6 +1,6 @@
 """Shipyard's benchmarks: ``make bench`` (or ``.venv/bin/python benchmarks/run.py``).
 
-    benchmarks/run.py                  all benchmarks (about 2 minutes)
+    benchmarks/run.py                  all benchmarks (about 6 minutes, 4 of them data)
     benchmarks/run.py --only search_runs --only startup
     benchmarks/run.py --quick          smaller sizes, fewer repetitions (a smoke run)
     benchmarks/run.py --list
@@ -24,6 +24,7 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_data
 import bench_history
 import bench_logging
 import bench_search
@@ -32,7 +33,15 @@ import bench_storage
 from _common import RESULTS_DIR, Figure, environment, fmt
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (bench_logging, bench_storage, bench_startup, bench_search, bench_history)
+    m.NAME: m
+    for m in (
+        bench_logging,
+        bench_storage,
+        bench_startup,
+        bench_search,
+        bench_history,
+        bench_data,
+    )
 }
 
 

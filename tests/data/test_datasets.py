@@ -188,3 +188,23 @@ def test_unknown_dataset_and_version(client: DataClient, tmp_path: Path) -> None
     client.add(make_tree(tmp_path / "d", {"a": "1"}), "ds")
     with pytest.raises(NotFoundError, match="no version 7"):
         client.resolve("ds@7")
+
+
+def test_clean_status_does_not_read_the_manifest(
+    client: DataClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unchanged folder is reported clean from the tree signature alone."""
+    data = make_tree(tmp_path / "d", {"a": "1", "b/c": "2"})
+    client.add(data, "ds")
+
+    def no_manifest(*args: object) -> None:
+        raise AssertionError("the manifest was read")
+
+    monkeypatch.setattr(DataClient, "entries", no_manifest)
+    (report,) = client.status("ds")
+    assert report.changes.empty
+    assert report.changes.unchanged == 2
+    monkeypatch.undo()
+    (data / "a").write_text("changed")
+    (report,) = client.status("ds")
+    assert report.changes.modified == ("a",)
