@@ -14,10 +14,11 @@ worker) creates its own database there and drops it at the end;
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -80,3 +81,28 @@ def postgres_url(postgres_database: str) -> str:
         conn.execute("SET lock_timeout = '10s'")
         conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     return postgres_database
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for the test session."""
+    try:
+        import s3fs  # noqa: F401
+        from moto.server import ThreadedMotoServer
+    except ImportError as e:
+        require_service("S3 (moto server)", f"{e}; pip install 'moto[server]' s3fs")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    try:
+        server.start()
+    except OSError as e:
+        require_service("S3 (moto server)", f"cannot start it: {e}")
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage_options(s3_endpoint: str) -> dict[str, Any]:
+    """fsspec storage options for the moto S3 server (it accepts any credentials)."""
+    return {"client_kwargs": {"endpoint_url": s3_endpoint}, "key": "x", "secret": "y"}

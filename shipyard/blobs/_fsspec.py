@@ -113,6 +113,10 @@ class FsspecBlobStore(BlobStore):
     def delete(self, digest: str) -> None:
         path = self._path(check_digest(digest))
         with self._io(f"deleting blob {digest}"):
+            # Object stores delete missing keys without complaint (S3's DeleteObject
+            # is idempotent), so ask first to keep NotFoundError on every backend.
+            if not self._fs.exists(path):
+                raise self._missing(digest)
             try:
                 self._fs.rm_file(path)
             except FileNotFoundError:

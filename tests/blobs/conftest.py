@@ -10,7 +10,7 @@ import pytest
 
 from shipyard.blobs import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
 
-BACKENDS = ["local", "memory", "memory-direct"]
+BACKENDS = ["local", "memory", "memory-direct", "s3"]
 
 
 class Backdoor:
@@ -66,6 +66,13 @@ def store(
     """A fresh, empty blob store of each backend (outside the test's ``tmp_path``)."""
     if request.param == "local":
         yield open_blob_store(str(tmp_path_factory.mktemp("blobs") / "store"))
+        return
+    if request.param == "s3":  # a real S3 protocol server (moto) on loopback
+        options = request.getfixturevalue("s3_storage_options")
+        bucket = f"blobs-{uuid.uuid4().hex[:12]}"
+        s3 = FsspecBlobStore(f"s3://{bucket}/store", **options)
+        s3._fs.mkdir(bucket)
+        yield s3
         return
     url = f"memory://shipyard-tests/{uuid.uuid4().hex}"
     store = FsspecBlobStore(url, direct_put=request.param == "memory-direct")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
@@ -27,14 +25,6 @@ from shipyard.data._remote import TransferReport, pull, push
 from shipyard.errors import CorruptBlobError, InvalidArgumentError, NotFoundError, StoreError
 
 BIG = 2 << 20  # above the default 1 MiB pack threshold
-
-
-def require_service(name: str, problem: str) -> NoReturn:
-    """Skip, or fail when SHIPYARD_REQUIRE_SERVICES=1 (as tests/conftest.py does)."""
-    message = f"{name} is not available: {problem}"
-    if os.environ.get("SHIPYARD_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{message}\nSHIPYARD_REQUIRE_SERVICES=1 says it must run", pytrace=False)
-    pytest.skip(message)
 
 
 @dataclass
@@ -67,25 +57,6 @@ class Target:
     def delete(self, rel: str) -> None:
         fs, root = self.fs()
         fs.rm_file(f"{root}/{rel}")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 for this module."""
-    try:
-        import s3fs  # noqa: F401
-        from moto.server import ThreadedMotoServer
-    except ImportError as e:
-        require_service("S3 (moto server)", f"{e}; pip install 'moto[server]' s3fs")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    try:
-        server.start()
-    except OSError as e:
-        require_service("S3 (moto server)", f"cannot start it: {e}")
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _s3_options(endpoint: str) -> dict[str, Any]:
