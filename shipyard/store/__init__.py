@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from shipyard.errors import InvalidArgumentError
 from shipyard.store._base import DEFAULT_PROJECT, Store
-from shipyard.store._columns import check_series, series
+from shipyard.store._columns import check_series, fold_summary, merge_series, series
 from shipyard.store._downsample import downsample, downsample_indices
 
 __all__ = [
@@ -18,6 +18,8 @@ __all__ = [
     "check_series",
     "downsample",
     "downsample_indices",
+    "fold_summary",
+    "merge_series",
     "open_store",
     "series",
 ]

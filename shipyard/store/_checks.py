@@ -8,21 +8,29 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from shipyard._util import now
 from shipyard.errors import InvalidArgumentError
-from shipyard.types import Artifact, MetricSeries
-from shipyard.validation import check_artifact_path, check_digest, describe
+from shipyard.types import Artifact, MetricSeries, ParamValue
+from shipyard.validation import (
+    check_artifact_path,
+    check_digest,
+    check_params,
+    check_tags,
+    describe,
+)
 
 __all__ = [
     "check_artifact",
     "check_artifacts",
+    "check_batch",
     "check_enum",
     "check_lookup_id",
     "check_metrics_arg",
     "check_text",
     "check_time",
+    "check_version_fields",
     "to_json",
 ]
 
@@ -158,3 +166,38 @@ def check_inputs(inputs: object) -> list[tuple[str, str]]:
 
 def check_step_key(key: object) -> str:
     return check_text(key, "step key", MAX_STEP_KEY_LENGTH)
+
+
+def check_batch(
+    params: Mapping[str, Any] | None, tags: Mapping[str, Any] | None, metrics: object
+) -> tuple[dict[str, ParamValue], dict[str, str], list[MetricSeries]]:
+    """The arguments of ``log_batch``, checked whole before anything is written."""
+    from shipyard.store._columns import check_series
+
+    return (
+        check_params(params or {}),
+        check_tags(tags or {}),
+        [check_series(s) for s in check_metrics_arg(metrics)],
+    )
+
+
+def check_version_fields(
+    digest: object,
+    num_files: object,
+    size: object,
+    message: object,
+    source: object,
+    run_id: object,
+    metadata: object,
+) -> str:
+    """The fields of a new dataset version; returns ``metadata`` as JSON text."""
+    from shipyard.validation import check_id
+
+    check_digest(digest)
+    check_count(num_files, "num_files")
+    check_count(size, "size")
+    check_text(message, "message", 10_000)
+    check_text(source, "source", 4096)
+    if run_id is not None:
+        check_id(run_id)
+    return to_json(metadata or {}, "metadata")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from shipyard.errors import InvalidArgumentError
-from shipyard.types import MetricSeries
+from shipyard.types import MetricSeries, MetricSummary
 from shipyard.validation import check_key, describe
 
-__all__ = ["check_series", "series"]
+__all__ = ["check_series", "fold_summary", "merge_series", "series"]
 
 
 def series(key: str, steps: Any, values: Any, timestamps: Any) -> MetricSeries:
@@ -65,3 +66,62 @@ def check_series(s: object) -> MetricSeries:
         raise InvalidArgumentError(f"metric {key!r}: timestamps must be finite seconds")
     times = np.rint(times * 1000.0) / 1000.0
     return MetricSeries(key, steps, values, times)
+
+
+def merge_series(batch: list[MetricSeries]) -> list[MetricSeries]:
+    """One series per key, points of each key joined in batch order (logging order
+    is kept). Returns ``batch`` itself when its keys are already distinct."""
+    if len({s.key for s in batch}) == len(batch):
+        return batch
+    import numpy as np
+
+    groups: dict[str, list[MetricSeries]] = {}
+    for s in batch:
+        groups.setdefault(s.key, []).append(s)
+    return [
+        parts[0]
+        if len(parts) == 1
+        else MetricSeries(
+            key,
+            np.concatenate([p.steps for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.timestamps for p in parts]),
+        )
+        for key, parts in groups.items()
+    ]
+
+
+def fold_summary(old: MetricSummary | None, s: MetricSeries) -> MetricSummary:
+    """The summary after appending a non-empty series (in logging order) to the points
+    ``old`` summarizes: ``last`` is the latest logged point at the highest step, and
+    ``min``/``max`` ignore NaN (NaN only when every point is NaN). Every store uses
+    this one rule, so their summaries agree."""
+    import numpy as np
+
+    steps, values = s.steps, s.values
+    top = int(steps.max())
+    at = int(np.flatnonzero(steps == top)[-1])  # the latest logged wins a tie
+    finite = values[~np.isnan(values)]
+    low = float(finite.min()) if len(finite) else math.nan
+    high = float(finite.max()) if len(finite) else math.nan
+    if old is None:
+        return MetricSummary(
+            s.key, float(values[at]), top, float(s.timestamps[at]), low, high, len(values)
+        )
+    keep_old = old.last_step > top
+    return MetricSummary(
+        key=s.key,
+        last=old.last if keep_old else float(values[at]),
+        last_step=old.last_step if keep_old else top,
+        last_time=old.last_time if keep_old else float(s.timestamps[at]),
+        min=_fold(min, old.min, low),
+        max=_fold(max, old.max, high),
+        count=old.count + len(values),
+    )
+
+
+def _fold(pick: Any, a: float, b: float) -> float:
+    """min/max that ignore NaN."""
+    if math.isnan(a):
+        return b
+    return a if math.isnan(b) else float(pick(a, b))

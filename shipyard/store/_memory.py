@@ -14,7 +14,6 @@ as a SQL store keeps them, and parsed afresh for each snapshot.
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,13 +27,13 @@ from shipyard.store import _evaluate, _filter, _paging
 from shipyard.store._base import Store
 from shipyard.store._checks import (
     check_artifacts,
+    check_batch,
     check_enum,
-    check_metrics_arg,
     check_text,
     check_time,
     to_json,
 )
-from shipyard.store._columns import check_series
+from shipyard.store._columns import fold_summary
 from shipyard.store._downsample import downsample
 from shipyard.store._memory_data import MemoryDatasets
 from shipyard.types import (
@@ -42,7 +41,6 @@ from shipyard.types import (
     Experiment,
     Lifecycle,
     MetricSeries,
-    MetricSummary,
     Page,
     ParamValue,
     Project,
@@ -55,7 +53,6 @@ from shipyard.validation import (
     check_id,
     check_key,
     check_name,
-    check_params,
     check_tags,
     describe,
 )
@@ -393,9 +390,8 @@ class MemoryStore(MemoryDatasets, Store):
         tags: Mapping[str, str] | None = None,
         metrics: Sequence[MetricSeries] = (),
     ) -> None:
-        new_params = check_params(params or {})
-        new_tags = check_tags(tags or {})
-        series = [_check_series(s) for s in check_metrics_arg(metrics)]
+        new_params, new_tags, checked = check_batch(params, tags, metrics)
+        series = [(s.key, (s.steps.copy(), s.values.copy(), s.timestamps.copy())) for s in checked]
         with self._lock:
             record = self._writable(run_id)
             run = record.run
@@ -411,7 +407,7 @@ class MemoryStore(MemoryDatasets, Store):
             for key, columns in series:
                 if len(columns[0]):
                     record.points.setdefault(key, []).append(columns)
-                    summaries[key] = _summarize(key, columns, summaries.get(key))
+                    summaries[key] = fold_summary(summaries.get(key), MetricSeries(key, *columns))
             fresh = {k: v for k, v in new_params.items() if k not in run.params}
             record.run = replace(
                 run,
@@ -480,41 +476,3 @@ def _find(table: dict[str, _T], key: object, what: str, command: str) -> _T:
         shown = key if len(key) <= 64 else f"{key[:64]}..."
         raise NotFoundError(f"{what} {shown} not found; list them with '{command}'")
     return found
-
-
-def _check_series(series: object) -> tuple[str, _Columns]:
-    """Validated, private copies of a series' columns."""
-    checked = check_series(series)
-    return checked.key, (checked.steps.copy(), checked.values.copy(), checked.timestamps.copy())
-
-
-def _summarize(key: str, columns: _Columns, old: MetricSummary | None) -> MetricSummary:
-    """Fold one batch (in logging order) into the summary of the points before it."""
-    steps, values, times = columns
-    last_step = int(steps.max())
-    at = int(np.flatnonzero(steps == last_step)[-1])  # the latest logged wins a tie
-    finite = values[~np.isnan(values)]
-    low = float(finite.min()) if len(finite) else math.nan
-    high = float(finite.max()) if len(finite) else math.nan
-    if old is None:
-        old_low, old_high, count = math.nan, math.nan, 0
-    else:
-        old_low, old_high, count = old.min, old.max, old.count
-        if old.last_step > last_step:
-            at = -1
-    return MetricSummary(
-        key=key,
-        last=float(values[at]) if at >= 0 else old.last,  # type: ignore[union-attr]
-        last_step=last_step if at >= 0 else old.last_step,  # type: ignore[union-attr]
-        last_time=float(times[at]) if at >= 0 else old.last_time,  # type: ignore[union-attr]
-        min=_fold(min, old_low, low),
-        max=_fold(max, old_high, high),
-        count=count + len(values),
-    )
-
-
-def _fold(pick: Any, a: float, b: float) -> float:
-    """min/max that ignore NaN."""
-    if math.isnan(a):
-        return b
-    return a if math.isnan(b) else float(pick(a, b))

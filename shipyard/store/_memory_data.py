@@ -9,16 +9,15 @@ from typing import Any
 from shipyard._util import FrozenDict, new_id, now
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.store._checks import (
-    check_count,
     check_inputs,
     check_lookup_id,
     check_step_key,
     check_text,
+    check_version_fields,
     check_version_number,
-    to_json,
 )
 from shipyard.types import Dataset, DatasetVersion, Project, RunInput
-from shipyard.validation import check_digest, check_id, check_name
+from shipyard.validation import check_name
 
 
 class MemoryDatasets:
@@ -92,14 +91,9 @@ class MemoryDatasets:
     ) -> DatasetVersion:
         import json
 
-        check_digest(digest)
-        check_count(num_files, "num_files")
-        check_count(size, "size")
-        check_text(message, "message", 10_000)
-        check_text(source, "source", 4096)
-        if run_id is not None:
-            check_id(run_id)
-        meta = json.loads(to_json(metadata or {}, "metadata"))
+        meta = json.loads(
+            check_version_fields(digest, num_files, size, message, source, run_id, metadata)
+        )
         with self._lock:
             self._dataset(dataset_id)
             if run_id is not None:

@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shipyard.config import Settings, settings
 from shipyard.errors import InvalidArgumentError, NotFoundError, StoreError
@@ -23,7 +23,6 @@ from shipyard.types import (
     Run,
     RunStatus,
 )
-from shipyard.uris import parse_runs_uri
 from shipyard.validation import check_key, check_name, describe
 
 if TYPE_CHECKING:
@@ -316,8 +315,3 @@ class TrackingClient:
         if any(a.path == prefix for a in matches):
             return target / Path(prefix).name
         return target
-
-    def open_artifact_uri(self, uri: str) -> Any:
-        """Resolve ``runs:/<id>/<path>`` to its artifact entries."""
-        parsed = parse_runs_uri(uri)
-        return self.list_artifacts(parsed.run_id, parsed.path)

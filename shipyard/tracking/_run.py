@@ -29,12 +29,6 @@ def check_status(status: object) -> RunStatus:
     )
 
 
-def _system_metrics_type() -> type:
-    from shipyard.tracking._system import SystemMetrics
-
-    return SystemMetrics
-
-
 class ActiveRun:
     """A run being logged to. Use as a context manager; ``end()`` otherwise.
 

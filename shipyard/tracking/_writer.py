@@ -38,7 +38,7 @@ import time
 from typing import Any
 
 from shipyard.errors import InvalidArgumentError, ShipyardError, StoreError
-from shipyard.store import Store
+from shipyard.store import Store, merge_series
 from shipyard.types import MetricSeries, ParamValue
 from shipyard.validation import check_key, check_step, check_value, describe
 
@@ -102,7 +102,7 @@ class RunWriter:
         self._ops_lock = threading.Lock()
         self._params: dict[str, ParamValue] = {}
         self._tags: dict[str, str] = {}
-        self._carry: dict[str, list[MetricSeries]] = {}  # drained points whose write failed
+        self._carry: list[MetricSeries] = []  # drained points whose write failed
         self._carried = 0
         self._blocked_out = False
         self._closed = False
@@ -341,36 +341,17 @@ class RunWriter:
             for i, kid in enumerate(uniq.tolist())
         ]
 
-    def _take_carry(self) -> list[MetricSeries]:
-        import numpy as np
-
-        out = []
-        for key, parts in self._carry.items():
-            if len(parts) == 1:
-                out.append(parts[0])
-            else:
-                out.append(
-                    MetricSeries(
-                        key,
-                        np.concatenate([p.steps for p in parts]),
-                        np.concatenate([p.values for p in parts]),
-                        np.concatenate([p.timestamps for p in parts]),
-                    )
-                )
-        self._carry = {}
-        return out
-
     def _write_once(self) -> bool:
         with self._ops_lock:
             params, self._params = self._params, {}
             tags, self._tags = self._tags, {}
-        carried = self._take_carry()
+        carried, self._carry = self._carry, []
         try:
             fresh = self._drain()
         except Exception as e:  # never let the writer thread die
             self._warn("drain", f"tracking could not read its buffer: {e!r}")
             fresh = []
-        metrics = _merge(carried + fresh)
+        metrics = merge_series(carried + fresh)
         if not (params or tags or metrics):
             return True
         # Points in flight count against the buffer limit until they are stored.
@@ -402,9 +383,8 @@ class RunWriter:
         with self._ops_lock:
             self._params = {**params, **self._params}
             self._tags = {**tags, **self._tags}
-        for series in metrics:
-            self._carry.setdefault(series.key, []).append(series)
-        self._carried = sum(len(s) for parts in self._carry.values() for s in parts)
+        self._carry.extend(metrics)
+        self._carried = sum(len(s) for s in self._carry)
         self._warn(
             type(e).__name__,
             f"tracking could not write to the store ({e}); keeping "
@@ -456,25 +436,3 @@ class RunWriter:
         if last is None or t - last > 60.0:
             self._warned[kind] = t
             logger.warning(message)
-
-
-def _merge(series: list[MetricSeries]) -> list[MetricSeries]:
-    """One series per key (carried points first, so logging order is kept)."""
-    if len({s.key for s in series}) == len(series):
-        return series
-    import numpy as np
-
-    by_key: dict[str, list[MetricSeries]] = {}
-    for s in series:
-        by_key.setdefault(s.key, []).append(s)
-    return [
-        parts[0]
-        if len(parts) == 1
-        else MetricSeries(
-            key,
-            np.concatenate([p.steps for p in parts]),
-            np.concatenate([p.values for p in parts]),
-            np.concatenate([p.timestamps for p in parts]),
-        )
-        for key, parts in by_key.items()
-    ]

@@ -249,11 +249,11 @@ def test_uncaught_exception_at_top_level_marks_failed(home: Path) -> None:
 
 def test_system_metrics_are_sampled_as_metrics(home: Path) -> None:
     """log_system_metrics samples CPU and memory into system/* metrics of the run."""
-    from shipyard.tracking import _run
+    from shipyard.tracking._system import SystemMetrics
 
     with shipyard.start_run(log_system_metrics=True) as run:
         sampler = run._sampler
-        assert isinstance(sampler, _run._system_metrics_type())
+        assert isinstance(sampler, SystemMetrics)
         sample = sampler.sample()
         assert {"system/cpu_percent", "system/memory_percent"} <= set(sample)
         run.log_metrics(sample, step=0)

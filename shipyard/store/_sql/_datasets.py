@@ -12,19 +12,18 @@ from sqlalchemy.engine import Connection, Engine
 from shipyard._util import FrozenDict, new_id, now
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.store._checks import (
-    check_count,
     check_inputs,
     check_lookup_id,
     check_step_key,
     check_text,
+    check_version_fields,
     check_version_number,
-    to_json,
 )
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql._engine import read, run_write
 from shipyard.store._sql._rows import q, upsert
 from shipyard.types import Dataset, DatasetVersion, RunInput
-from shipyard.validation import check_digest, check_id, check_name
+from shipyard.validation import check_name
 
 _DS, _V, _IN = t.datasets, t.dataset_versions, t.run_inputs
 
@@ -127,14 +126,7 @@ class DatasetsMixin:
         metadata: Mapping[str, Any] | None = None,
     ) -> DatasetVersion:
         check_lookup_id(dataset_id, "dataset")
-        check_digest(digest)
-        check_count(num_files, "num_files")
-        check_count(size, "size")
-        check_text(message, "message", 10_000)
-        check_text(source, "source", 4096)
-        if run_id is not None:
-            check_id(run_id)
-        meta = to_json(metadata or {}, "metadata")
+        meta = check_version_fields(digest, num_files, size, message, source, run_id, metadata)
         made: list[DatasetVersion] = []
 
         def write(conn: Connection) -> None:

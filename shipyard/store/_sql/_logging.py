@@ -8,8 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
-from shipyard.store._checks import check_artifacts, check_lookup_id, check_metrics_arg
-from shipyard.store._columns import check_series
+from shipyard.store._checks import check_artifacts, check_batch, check_lookup_id
 from shipyard.store._downsample import downsample
 from shipyard.store._evaluate import param_columns
 from shipyard.store._sql import _metrics
@@ -17,7 +16,7 @@ from shipyard.store._sql import _schema as t
 from shipyard.store._sql._engine import read, run_write
 from shipyard.store._sql._rows import param_value, q, upsert
 from shipyard.types import Artifact, Lifecycle, MetricSeries, ParamValue, same_param
-from shipyard.validation import check_key, check_params, check_tags, describe
+from shipyard.validation import check_key, describe
 
 
 class LoggingMixin:
@@ -41,10 +40,8 @@ class LoggingMixin:
         tags: Mapping[str, str] | None = None,
         metrics: Sequence[MetricSeries] = (),
     ) -> None:
-        param_map = check_params(params or {})
-        tag_map = check_tags(tags or {})
         check_lookup_id(run_id, "run")
-        series = [check_series(s) for s in check_metrics_arg(metrics)]
+        param_map, tag_map, series = check_batch(params, tags, metrics)
 
         def write(conn: Connection) -> None:
             self._check_run_writable(conn, run_id)

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from shipyard.store._columns import fold_summary, merge_series
 from shipyard.store._sql import _segments
 from shipyard.store._sql._schema import metric_segments as seg_t
 from shipyard.store._sql._schema import metric_summaries as sum_t
 from shipyard.types import MetricSeries, MetricSummary
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
+    pass
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -26,28 +26,13 @@ def _none_to_nan(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
-def batch_summary(
-    steps: npt.NDArray[np.int64], values: npt.NDArray[np.float64], times: npt.NDArray[np.float64]
-) -> tuple[float, int, float, float, float, int]:
-    """(last, last_step, last_time, min, max, count) of one batch; min/max NaN if
-    every value is NaN. The last point is the latest logged at the highest step."""
-    import numpy as np
-
-    top = int(steps.max())
-    i = int(np.flatnonzero(steps == top)[-1])
-    finite = values[~np.isnan(values)]
-    lo = float(finite.min()) if len(finite) else math.nan
-    hi = float(finite.max()) if len(finite) else math.nan
-    return float(values[i]), top, float(times[i]), lo, hi, len(values)
-
-
 def ingest(conn: Connection, run_id: str, batch: list[MetricSeries], pg: bool) -> None:
     """Append points of many keys: rewrite small tail segments, add full ones, merge
     the summaries. A constant number of statements per batch (not per key), so a
     batch of 10,000 keys costs a few queries. Runs in the caller's transaction."""
     import numpy as np
 
-    batch = _one_per_key([s for s in batch if len(s)])
+    batch = merge_series([s for s in batch if len(s)])
     if not batch:
         return
     if pg:
@@ -123,37 +108,20 @@ def ingest(conn: Connection, run_id: str, batch: list[MetricSeries], pg: bool) -
                 }
             )
             seq += 1
-        last, last_step, last_time, lo, hi, count = batch_summary(
-            series.steps, series.values, np.rint(series.timestamps * 1000.0) / 1000.0
-        )
         old = olds.get(key)
+        new = fold_summary(None if old is None else _summary(old), series)
+        fields = {
+            "last": _nan_to_none(new.last),
+            "last_step": new.last_step,
+            "last_time": new.last_time,
+            "min": _nan_to_none(new.min),
+            "max": _nan_to_none(new.max),
+            "count": new.count,
+        }
         if old is None:
-            inserts.append(
-                {
-                    "run_id": run_id,
-                    "key": key,
-                    "last": _nan_to_none(last),
-                    "last_step": last_step,
-                    "last_time": last_time,
-                    "min": _nan_to_none(lo),
-                    "max": _nan_to_none(hi),
-                    "count": count,
-                }
-            )
-            continue
-        if last_step < old.last_step:
-            last, last_step, last_time = _none_to_nan(old.last), old.last_step, old.last_time
-        updates.append(
-            {
-                "k": key,
-                "v_last": _nan_to_none(last),
-                "v_last_step": last_step,
-                "v_last_time": last_time,
-                "v_min": _nan_to_none(_merge(old.min, lo, min)),
-                "v_max": _nan_to_none(_merge(old.max, hi, max)),
-                "v_count": int(old._mapping["count"]) + count,
-            }
-        )
+            inserts.append({"run_id": run_id, "key": key, **fields})
+        else:
+            updates.append({"k": key, **{f"v_{k}": v for k, v in fields.items()}})
     conn.execute(sa.insert(seg_t), segments)
     if inserts:
         conn.execute(sa.insert(sum_t), inserts)
@@ -173,47 +141,24 @@ def ingest(conn: Connection, run_id: str, batch: list[MetricSeries], pg: bool) -
         )
 
 
-def _one_per_key(batch: list[MetricSeries]) -> list[MetricSeries]:
-    """Series of one key joined in batch order (so each key gets one tail rewrite)."""
-    if len({s.key for s in batch}) == len(batch):
-        return batch
-    import numpy as np
-
-    groups: dict[str, list[MetricSeries]] = {}
-    for s in batch:
-        groups.setdefault(s.key, []).append(s)
-    return [
-        MetricSeries(
-            key,
-            np.concatenate([p.steps for p in parts]),
-            np.concatenate([p.values for p in parts]),
-            np.concatenate([p.timestamps for p in parts]),
-        )
-        for key, parts in groups.items()
-    ]
-
-
-def _merge(old: float | None, new: float, pick: Any) -> float:
-    if old is None:
-        return new
-    if math.isnan(new):
-        return float(old)
-    return float(pick(old, new))
+def _summary(row: Any) -> MetricSummary:
+    """A summary row as the entity (NULL stands for NaN)."""
+    return MetricSummary(
+        key=row.key,
+        last=_none_to_nan(row.last),
+        last_step=int(row.last_step),
+        last_time=float(row.last_time),
+        min=_none_to_nan(row.min),
+        max=_none_to_nan(row.max),
+        count=int(row._mapping["count"]),
+    )
 
 
 def summaries(conn: Connection, run_ids: list[str]) -> dict[str, dict[str, MetricSummary]]:
     out: dict[str, dict[str, MetricSummary]] = {r: {} for r in run_ids}
     for chunk in _chunks(run_ids):
         for row in conn.execute(sa.select(sum_t).where(sum_t.c.run_id.in_(chunk))):
-            out[row.run_id][row.key] = MetricSummary(
-                key=row.key,
-                last=_none_to_nan(row.last),
-                last_step=int(row.last_step),
-                last_time=float(row.last_time),
-                min=_none_to_nan(row.min),
-                max=_none_to_nan(row.max),
-                count=int(row._mapping["count"]),
-            )
+            out[row.run_id][row.key] = _summary(row)
     return out
 
 
