@@ -5,8 +5,9 @@ the tree stands for that file; other links and special files are refused, named)
 and digests are blob digests, so :meth:`ScanResult.manifest` is the manifest
 :meth:`~shipyard.blobs.BlobStore.put_tree` would write.
 
-An unchanged file costs one ``stat`` and a comparison with entries bulk-loaded from
-the cache. Small files are hashed in the calling thread (on 1 KiB files threads lose
+An unchanged file costs one ``stat``: when the walk's paths and stat data equal the
+folder's cache snapshot, the entries come from the snapshot; otherwise each file is
+compared with the cache's rows, bulk-loaded in one query. Small files are hashed in the calling thread (on 1 KiB files threads lose
 to GIL hand-offs), files of ``POOLED_FILE`` bytes or more in a thread pool (blake3
 and reads release the GIL), files of ``LARGE_FILE`` or more memory-mapped, one at a
 time, on all cores.
@@ -27,13 +28,13 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple, cast
 
 import blake3
 
 from shipyard.blobs import Manifest, ManifestEntry
-from shipyard.data._statcache import INODE_MASK, CachedRow, StatCache, stat_key
+from shipyard.data._statcache import INODE_MASK, CachedRow, Snapshot, StatCache, stat_key
 from shipyard.errors import InvalidArgumentError, NotFoundError, StoreError
 from shipyard.validation import describe
 
@@ -60,6 +61,7 @@ _O_FOLDER = _O_ROOT | getattr(os, "O_NOFOLLOW", 0)
 
 Progress = Callable[[int, int], None]
 _Miss = tuple[str, str, os.stat_result]  # (relative path, absolute path, stat)
+_STAT_KEY = attrgetter("st_size", "st_mtime_ns", "st_ino", "st_ctime_ns")
 
 
 class FileEntry(NamedTuple):
@@ -136,7 +138,7 @@ def scan(
     skip = _excluder(exclude)
     top = os.path.abspath(root)
     with _gc_paused():
-        hits, misses, cached = _find(top, cache, skip)
+        hits, misses, cached, walked = _find(top, cache, skip)
         _check_paths(top, [m[0] for m in misses])  # hits were checked before they were cached
         hashed = _hash_all(misses, workers, progress)
         entries = hits + _entries(
@@ -147,6 +149,10 @@ def scan(
         if cache is not None:
             cache.store_many((path, st, digest) for (_, path, _), (digest, st, _) in hashed)
             cache.forget_many(cached)  # what the walk did not find is gone
+            if walked is not None and all(
+                stat_key(walk_st) == stat_key(st) for (_, _, walk_st), (_, st, _) in hashed
+            ):  # (a file that changed while hashed is saved with its later stat: no snapshot)
+                cache.save_snapshot(top, walked._replace(entries=list(map(tuple, entries))))
     return ScanResult(
         entries=tuple(entries),
         files_hashed=len(hashed),
@@ -157,14 +163,13 @@ def scan(
 
 def _find(
     top: str, cache: StatCache | None, skip: _Skip | None
-) -> tuple[list[FileEntry], list[_Miss], dict[str, CachedRow]]:
-    """Cache hits, files to hash, and the cache entries under ``top`` the walk did not find."""
-    cached: dict[str, CachedRow] = {}
+) -> tuple[list[FileEntry], list[_Miss], dict[str, CachedRow], Snapshot | None]:
+    """Cache hits, files to hash, the cache entries under ``top`` the walk did not
+    find, and the walk to save as a snapshot (``None``: nothing new to save)."""
     try:
         st = os.stat(top)
         if stat.S_ISDIR(st.st_mode):
-            cached = cache.load_tree(top) if cache is not None else {}
-            return (*_walk(top, cached, skip), cached)
+            return _find_tree(top, cache, skip)
         if not stat.S_ISREG(st.st_mode):
             raise InvalidArgumentError(
                 f"cannot scan {top}: expected a file or a folder, got a special file"
@@ -172,14 +177,30 @@ def _find(
         digest = cache.lookup(top, st) if cache is not None else None
         rel = os.path.basename(top)
         if digest is None:
-            return [], [(rel, top, st)], cached
-        return [FileEntry(rel, st.st_size, digest, _mode(st))], [], cached
+            return [], [(rel, top, st)], {}, None
+        return [FileEntry(rel, st.st_size, digest, _mode(st))], [], {}, None
     except FileNotFoundError as e:
         if e.filename not in (top, None):
             raise _read_failed(e.filename, e) from e  # vanished during the walk
         raise NotFoundError(f"cannot scan {top}: no such file or directory") from None
     except OSError as e:
         raise _read_failed(e.filename or top, e) from e
+
+
+def _find_tree(
+    top: str, cache: StatCache | None, skip: _Skip | None
+) -> tuple[list[FileEntry], list[_Miss], dict[str, CachedRow], Snapshot | None]:
+    rels, stats = _walk(top, skip)
+    keys = list(map(_STAT_KEY, stats))
+    if cache is None:
+        prefix = top if top.endswith(os.sep) else top + os.sep
+        return [], [(r, prefix + r, s) for r, s in zip(rels, stats, strict=True)], {}, None
+    snap = cache.load_snapshot(top)
+    if snap is not None and snap.rels == rels and snap.keys == keys:
+        return _entries(snap.entries), [], {}, None  # the same walk as last time
+    cached = cache.load_tree(top)
+    hits, misses = _match(top, rels, stats, cached)
+    return hits, misses, cached, Snapshot(rels, keys, [])
 
 
 @contextmanager
@@ -199,29 +220,26 @@ def _mode(st: os.stat_result) -> int:
     return EXEC_MODE if st.st_mode & 0o111 else FILE_MODE
 
 
-def _walk(
-    top: str, cached: dict[str, CachedRow], skip: _Skip | None
-) -> tuple[list[FileEntry], list[_Miss]]:
-    """Cache hits as entries, and the files to hash; ``cached`` loses every path found.
+def _walk(top: str, skip: _Skip | None) -> tuple[list[str], list[os.stat_result]]:
+    """The relative path and ``stat`` of every file, in walk order.
 
-    This loop is the cost of ``status`` on an unchanged tree: one ``stat`` per file
-    (relative to an open folder, which saves the kernel a path walk) and no Python
-    calls beyond what the comparison needs; hits become entries in one C-level pass.
+    This loop is most of the cost of ``status`` on an unchanged tree: one ``stat``
+    per file (relative to an open folder, which saves the kernel a path walk) and
+    two appends; comparing with the cache happens afterwards, in C where possible.
     """
     real_top = os.path.realpath(top)
     inside = real_top if real_top.endswith("/") else real_top + "/"
-    cut = len(top) if top.endswith("/") else len(top) + 1
-    hits: list[tuple[str, int, str, int]] = []
-    misses: list[_Miss] = []
-    pop, hit, miss = cached.pop, hits.append, misses.append
-    folders = [top]
+    rels: list[str] = []
+    stats: list[os.stat_result] = []
+    rel, put = rels.append, stats.append
+    folders = [(top, "")]
     while folders:
-        folder = folders.pop()
+        folder, base = folders.pop()
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
         with _listing(folder, _O_ROOT if folder == top else _O_FOLDER) as it:
             for e in it:
-                path = prefix + e.name
-                if skip is not None and skip(e.name, path[cut:], e.is_dir(follow_symlinks=False)):
+                name = e.name
+                if skip is not None and skip(name, base + name, e.is_dir(follow_symlinks=False)):
                     continue
                 if e.is_file(follow_symlinks=False):
                     try:
@@ -229,24 +247,37 @@ def _walk(
                     except FileNotFoundError:  # deleted since listed: it is gone
                         continue
                 elif e.is_dir(follow_symlinks=False):
-                    folders.append(path)
+                    folders.append((prefix + name, base + name + "/"))
                     continue
                 else:
-                    st = _link_target(top, inside, e, path)
-                c = pop(path, None)
-                if (
-                    c is not None
-                    and c[1] == st.st_size
-                    and c[2] == st.st_mtime_ns
-                    and c[3] == st.st_ino & INODE_MASK
-                    and c[4] == st.st_ctime_ns
-                ):
-                    hit((path[cut:], c[1], c[5], EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
-                else:
-                    miss((path[cut:], path, st))
-    if os.sep != "/":
-        hits = [(r.replace(os.sep, "/"), n, d, m) for r, n, d, m in hits]
-        misses = [(r.replace(os.sep, "/"), p, s) for r, p, s in misses]
+                    st = _link_target(top, inside, e, prefix + name)
+                rel(base + name)
+                put(st)
+    return rels, stats
+
+
+def _match(
+    top: str, rels: list[str], stats: list[os.stat_result], cached: dict[str, CachedRow]
+) -> tuple[list[FileEntry], list[_Miss]]:
+    """Cache hits as entries, and the files to hash; ``cached`` loses every path found."""
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    sep = os.sep != "/"
+    hits: list[tuple[str, int, str, int]] = []
+    misses: list[_Miss] = []
+    pop, hit, miss = cached.pop, hits.append, misses.append
+    for r, st in zip(rels, stats, strict=True):
+        path = prefix + (r.replace("/", os.sep) if sep else r)
+        c = pop(path, None)
+        if (
+            c is not None
+            and c[1] == st.st_size
+            and c[2] == st.st_mtime_ns
+            and c[3] == st.st_ino & INODE_MASK
+            and c[4] == st.st_ctime_ns
+        ):
+            hit((r, c[1], c[5], EXEC_MODE if st.st_mode & 0o111 else FILE_MODE))
+        else:
+            miss((r, path, st))
     return _entries(hits), misses
 
 

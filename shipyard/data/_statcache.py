@@ -12,17 +12,28 @@ entry trustworthy.
 The database uses WAL and a busy timeout, so several processes may share one
 file; one object may be used from many threads (calls are serialised on a lock).
 It is only a cache: deleting the file loses nothing but time.
+
+Besides per-file rows it keeps one *snapshot* per scanned folder: the walk's paths
+and stat keys in walk order plus the resulting entries, saved only when none of
+them is racy. A snapshot is a set of facts of the same kind as the rows ("these
+stat data meant these digests"), so it needs no invalidation: a walk that finds
+exactly the same paths and stat data takes the entries from it in a few C-level
+comparisons instead of loading and probing 100,000 rows (half the cost of an
+unchanged ``status``); any difference falls back to the rows.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
 from shipyard.errors import InvalidArgumentError, StoreError
 
@@ -30,6 +41,7 @@ __all__ = [
     "DEFAULT_GRANULARITY_S",
     "INODE_MASK",
     "CachedRow",
+    "Snapshot",
     "StatCache",
     "prefix_range",
     "stat_key",
@@ -37,7 +49,7 @@ __all__ = [
 
 #: Covers filesystems with coarse timestamps (FAT: 2 s; ext3, HFS+: 1 s).
 DEFAULT_GRANULARITY_S = 2.0
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 #: SQLite integers are signed 64-bit; inodes are unsigned and may use the top bit.
 INODE_MASK = (1 << 63) - 1
 
@@ -46,6 +58,10 @@ INODE_MASK = (1 << 63) - 1
 CachedRow = tuple[str, int, int, int, int, str]
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS tree_snapshot (
+    root TEXT PRIMARY KEY NOT NULL,
+    data BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stat_cache (
     path TEXT PRIMARY KEY NOT NULL,
     size INTEGER NOT NULL,
@@ -136,7 +152,9 @@ class StatCache:
                     with _transaction(conn):
                         if _version(conn) != _SCHEMA_VERSION:  # another process may have won
                             conn.execute("DROP TABLE IF EXISTS stat_cache")
-                            conn.execute(_SCHEMA)
+                            conn.execute("DROP TABLE IF EXISTS tree_snapshot")
+                            for statement in _SCHEMA.split(";"):
+                                conn.execute(statement)
                             conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             except BaseException:
                 conn.close()
@@ -196,6 +214,50 @@ class StatCache:
             raise self._failed(f"loading the entries under {lo}", e) from e
         return {row[0]: row for row in rows}
 
+    def load_snapshot(self, root: str | os.PathLike[str]) -> Snapshot | None:
+        """The snapshot saved for folder ``root``, or ``None`` (none, or unreadable)."""
+        key = _key(root)
+        try:
+            with self._lock:
+                row = (
+                    self._connect()
+                    .execute("SELECT data FROM tree_snapshot WHERE root = ?", (key,))
+                    .fetchone()
+                )
+        except _ERRORS as e:
+            raise self._failed(f"loading the snapshot of {key}", e) from e
+        if row is None:
+            return None
+        try:
+            rels, keys, entries = marshal.loads(row[0])
+        except (ValueError, EOFError, TypeError):  # written by another Python: ignore it
+            return None
+        return Snapshot(rels, keys, entries)
+
+    def save_snapshot(self, root: str | os.PathLike[str], snapshot: Snapshot) -> bool:
+        """Save ``snapshot`` as the one of folder ``root`` unless an entry is racy.
+
+        Returns:
+            Whether it was saved (a racy file's stat data cannot vouch for it yet).
+        """
+        key = _key(root)
+        if snapshot.keys and max(map(itemgetter(1), snapshot.keys)) >= (
+            time.time_ns() - self.granularity_ns
+        ):
+            return False
+        data = marshal.dumps((snapshot.rels, snapshot.keys, snapshot.entries))
+        try:
+            with self._lock:
+                conn = self._connect()
+                with _transaction(conn):
+                    conn.execute(
+                        "INSERT OR REPLACE INTO tree_snapshot (root, data) VALUES (?, ?)",
+                        (key, data),
+                    )
+        except _ERRORS as e:
+            raise self._failed(f"saving the snapshot of {key}", e) from e
+        return True
+
     def store_many(
         self, entries: Iterable[tuple[str | os.PathLike[str], os.stat_result, str]]
     ) -> None:
@@ -236,6 +298,20 @@ class StatCache:
                     conn.executemany("DELETE FROM stat_cache WHERE path = ?", rows)
         except _ERRORS as e:
             raise self._failed(f"forgetting {len(rows)} entries", e) from e
+
+
+class Snapshot(NamedTuple):
+    """A folder's walk as :func:`~shipyard.data._scan.scan` saw it.
+
+    Attributes:
+        rels: Relative paths of the files, in walk order.
+        keys: ``(size, mtime_ns, inode, ctime_ns)`` of each, in the same order.
+        entries: The resulting ``(path, size, digest, mode)`` tuples, sorted by path.
+    """
+
+    rels: list[str]
+    keys: list[tuple[int, int, int, int]]
+    entries: list[tuple[str, int, str, int]]
 
 
 def _version(conn: sqlite3.Connection) -> int:
