@@ -7,10 +7,10 @@ and digests are blob digests, so :meth:`ScanResult.manifest` is the manifest
 
 An unchanged file costs one ``stat``: when the walk's paths and stat data equal the
 folder's cache snapshot, the entries come from the snapshot; otherwise each file is
-compared with the cache's rows, bulk-loaded in one query. Small files are hashed in the calling thread (on 1 KiB files threads lose
-to GIL hand-offs), files of ``POOLED_FILE`` bytes or more in a thread pool (blake3
-and reads release the GIL), files of ``LARGE_FILE`` or more memory-mapped, one at a
-time, on all cores.
+compared with the cache's rows, bulk-loaded in one query. Small files are hashed in
+the calling thread (on 1 KiB files threads lose to GIL hand-offs), files of
+``POOLED_FILE`` bytes or more in a thread pool (blake3 and reads release the GIL),
+files of ``LARGE_FILE`` or more memory-mapped, one at a time, on all cores.
 """
 
 from __future__ import annotations
@@ -152,7 +152,12 @@ def scan(
             if walked is not None and all(
                 stat_key(walk_st) == stat_key(st) for (_, _, walk_st), (_, st, _) in hashed
             ):  # (a file that changed while hashed is saved with its later stat: no snapshot)
-                cache.save_snapshot(top, walked._replace(entries=list(map(tuple, entries))))
+                cache.save_snapshot(
+                    top,
+                    walked._replace(
+                        entries=cast(list[tuple[str, int, str, int]], list(map(tuple, entries)))
+                    ),
+                )
     return ScanResult(
         entries=tuple(entries),
         files_hashed=len(hashed),

@@ -346,3 +346,76 @@ def test_processes_share_a_cache(tmp_path: Path, cache: StatCache) -> None:
     assert [p.wait(timeout=60) for p in children] == [0, 0]
     scan(tmp_path / "t", cache=cache)
     assert scan(tmp_path / "t", cache=cache).files_hashed == 0
+
+
+def test_an_unchanged_walk_is_served_by_the_snapshot(
+    tree: Path, cache: StatCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A walk equal to the saved one takes its entries without loading the cache rows;
+    any difference (here a same-size rewrite with the old mtime put back) falls back."""
+    first = scan(tree, cache=cache)
+    assert cache.load_snapshot(tree) is not None
+
+    def refuse(root: object) -> None:
+        raise AssertionError("the rows were loaded although the snapshot matched")
+
+    with monkeypatch.context() as m:
+        m.setattr(cache, "load_tree", refuse)
+        second = scan(tree, cache=cache)
+    assert second.entries == first.entries and second.files_hashed == 0
+    st = os.stat(tree / "a.txt")
+    (tree / "a.txt").write_bytes(b"ALPHA")
+    os.utime(tree / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # only ctime tells
+    third = scan(tree, cache=cache)
+    assert third.files_hashed == 1
+    assert dict((e.path, e.digest) for e in third.entries)["a.txt"] == hash_file(tree / "a.txt")
+
+
+def test_a_racy_walk_saves_no_snapshot(tmp_path: Path, cache: StatCache) -> None:
+    """Stat data of a file written within the granularity cannot vouch for it yet."""
+    path = _write(tmp_path / "t" / "f.txt", b"fresh", age_ns=0)
+    scan(path.parent, cache=cache)
+    assert cache.load_snapshot(path.parent) is None
+    then = time.time_ns() - HOUR_NS
+    os.utime(path, ns=(then, then))
+    scan(path.parent, cache=cache)
+    snapshot = cache.load_snapshot(path.parent)
+    assert snapshot is not None and snapshot.rels == ["f.txt"]
+
+
+def test_a_file_changed_while_hashed_saves_no_snapshot(tmp_path: Path, cache: StatCache) -> None:
+    """The walk's stat data would not match the digest recorded: no snapshot from it."""
+    path = _write(tmp_path / "t" / "f.bin", b"a" * 10)
+
+    def grow(done: int, total: int) -> None:
+        if path.stat().st_size == 10:
+            with open(path, "ab") as f:
+                f.write(b"more")
+            os.utime(path, ns=(time.time_ns() - HOUR_NS,) * 2)
+
+    scan(path.parent, cache=cache, progress=grow)
+    assert cache.load_snapshot(path.parent) is None
+    assert scan(path.parent, cache=cache).entries == (FileEntry("f.bin", 14, hash_file(path)),)
+
+
+def test_snapshots_follow_the_exclude_patterns(tree: Path, cache: StatCache) -> None:
+    """A snapshot made with exclusions does not hide files from a walk without them."""
+    partial = scan(tree, cache=cache, exclude=["sub/"])
+    assert [e.path for e in partial.entries] == ["a.txt", "empty.txt"]
+    full = scan(tree, cache=cache)
+    assert [e.path for e in full.entries] == [
+        "a.txt",
+        "empty.txt",
+        "sub/b.bin",
+        "sub/deeper/c.csv",
+    ]
+    assert scan(tree, cache=cache, exclude=["sub/"]).entries == partial.entries
+
+
+def test_an_unreadable_snapshot_is_ignored(tree: Path, cache: StatCache) -> None:
+    """A snapshot that does not unmarshal (another Python wrote it) is treated as absent."""
+    first = scan(tree, cache=cache)
+    with closing(sqlite3.connect(cache.path)) as db, db:
+        db.execute("UPDATE tree_snapshot SET data = x'00ff'")
+    assert cache.load_snapshot(tree) is None
+    assert scan(tree, cache=cache).entries == first.entries
