@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "AliasEvent",
     "Artifact",
     "Dataset",
     "DatasetVersion",
@@ -26,9 +27,12 @@ __all__ = [
     "Lifecycle",
     "MetricSeries",
     "MetricSummary",
+    "ModelExport",
+    "ModelVersion",
     "Page",
     "ParamValue",
     "Project",
+    "RegisteredModel",
     "Run",
     "RunInput",
     "RunStatus",
@@ -229,6 +233,80 @@ class RunInput:
     run_id: str
     dataset_version_id: str
     role: str
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A named model in the registry; its versions are immutable packages.
+
+    ``contract`` is the production contract every version is gated against on
+    promotion (merged over the one a package declares at log time).
+    """
+
+    id: str
+    project_id: str
+    name: str
+    description: str = ""
+    tags: FrozenDict[str, str] = field(default_factory=FrozenDict)
+    contract: FrozenDict[str, Any] = field(default_factory=FrozenDict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One immutable version of a registered model: a model package (named by the
+    digest of its tree) and the run that made it.
+
+    ``source`` is where it was registered from (``runs:/<run>/<path>``);
+    ``metadata`` what the package manifest said (flavor, signature, contract...),
+    copied so listing versions needs no blob reads.
+    """
+
+    id: str
+    model_id: str
+    version: int
+    package_digest: str
+    run_id: str | None = None
+    source: str = ""
+    description: str = ""
+    tags: FrozenDict[str, str] = field(default_factory=FrozenDict)
+    metadata: FrozenDict[str, Any] = field(default_factory=FrozenDict)
+    created_by: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelExport:
+    """A version exported to another format (``onnx``), with its parity report."""
+
+    model_version_id: str
+    format: str
+    package_digest: str
+    report: FrozenDict[str, Any] = field(default_factory=FrozenDict)
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AliasEvent:
+    """One attempt to move (or remove) an alias, kept whatever its outcome.
+
+    ``outcome`` is ``moved``, ``forced`` (gates failed or skipped; ``reason`` says
+    why it was done anyway), ``refused`` (a gate failed; ``report`` holds the
+    gates), ``conflict`` (the alias had moved since the caller looked), or
+    ``removed``. Versions are numbers; ``None`` means no holder.
+    """
+
+    id: int
+    model_id: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    outcome: str
+    actor: str = ""
+    reason: str = ""
+    report: FrozenDict[str, Any] = field(default_factory=FrozenDict)
     created_at: float = 0.0
 
 

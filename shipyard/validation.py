@@ -14,6 +14,8 @@ from shipyard.errors import InvalidArgumentError
 from shipyard.types import ParamValue
 
 __all__ = [
+    "check_alias",
+    "check_model_name",
     "MAX_KEY_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_PARAM_LENGTH",
@@ -40,6 +42,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _KEY_RE = re.compile(r"[A-Za-z0-9_\-. /:]+")
 _ID_RE = re.compile(r"[0-9a-f]{32}")
+_MODEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
+_ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
 
 
 def describe(value: object, limit: int = 60) -> str:
@@ -79,6 +83,29 @@ def check_name(name: object, what: str = "name") -> str:
             "characters, not only spaces"
         )
     return name
+
+
+def check_model_name(name: object) -> str:
+    """A registered model's name: it goes into ``models:/<name>/<version>`` and
+    ``models:/<name>@<alias>``, so no ``/`` or ``@``."""
+    if not isinstance(name, str) or _MODEL_NAME_RE.fullmatch(name) is None:
+        raise InvalidArgumentError(
+            f"invalid model name {describe(name)}: expected 1 to 128 letters, digits, '_', "
+            "'-' or '.', starting with a letter or digit (it is used in "
+            "'models:/<name>@<alias>' URIs), e.g. 'rides-pricing'"
+        )
+    return name
+
+
+def check_alias(alias: object) -> str:
+    """An alias (``production``): starts with a letter, so it never reads as a version."""
+    if not isinstance(alias, str) or _ALIAS_RE.fullmatch(alias) is None:
+        raise InvalidArgumentError(
+            f"invalid alias {describe(alias)}: expected 1 to 64 letters, digits, '_' or '-', "
+            "starting with a letter (so it cannot be mistaken for a version number), "
+            "e.g. 'production'"
+        )
+    return alias
 
 
 def check_id(value: object, what: str = "run id") -> str:

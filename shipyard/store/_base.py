@@ -30,19 +30,24 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from types import EllipsisType
 from typing import Any
 
 from shipyard.errors import ConflictError, NotFoundError
 from shipyard.types import (
+    AliasEvent,
     Artifact,
     Dataset,
     DatasetVersion,
     Experiment,
     Lifecycle,
     MetricSeries,
+    ModelExport,
+    ModelVersion,
     Page,
     ParamValue,
     Project,
+    RegisteredModel,
     Run,
     RunInput,
     RunStatus,
@@ -281,6 +286,144 @@ class Store(abc.ABC):
     def put_step_result(self, key: str, dataset_version_id: str) -> None:
         """Remember a preprocessing step's output (``key`` hashes its code, inputs
         and arguments); a key stored again is overwritten."""
+
+    # -- model registry -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def create_registered_model(
+        self,
+        project_id: str,
+        name: str,
+        *,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        contract: Mapping[str, Any] | None = None,
+    ) -> RegisteredModel:
+        """Create a registered model. ConflictError if the project has that name."""
+
+    @abc.abstractmethod
+    def get_registered_model(self, model_id: str) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def get_registered_model_by_name(self, project_id: str, name: str) -> RegisteredModel: ...
+
+    @abc.abstractmethod
+    def list_registered_models(self, project_id: str | None = None) -> list[RegisteredModel]:
+        """Registered models ordered by name."""
+
+    @abc.abstractmethod
+    def update_registered_model(
+        self,
+        model_id: str,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        contract: Mapping[str, Any] | None = None,
+    ) -> RegisteredModel:
+        """Change what is given: the description, tags (merged over the old ones)
+        or the contract (replaced)."""
+
+    @abc.abstractmethod
+    def create_model_version(
+        self,
+        model_id: str,
+        package_digest: str,
+        *,
+        run_id: str | None = None,
+        source: str = "",
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        created_by: str = "",
+    ) -> ModelVersion:
+        """Record a new immutable version (number = previous highest + 1,
+        atomically). The caller stores the package first."""
+
+    @abc.abstractmethod
+    def get_model_version(self, model_id: str, version: int) -> ModelVersion:
+        """A version by number; NotFoundError naming the model and number."""
+
+    @abc.abstractmethod
+    def list_model_versions(self, model_id: str) -> list[ModelVersion]:
+        """Versions ordered by number, oldest first."""
+
+    @abc.abstractmethod
+    def list_run_model_versions(self, run_id: str) -> list[ModelVersion]:
+        """The model versions made from a run's packages (lineage), oldest first."""
+
+    @abc.abstractmethod
+    def update_model_version(
+        self,
+        model_id: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:
+        """Change a version's description or tags (merged); its package never changes."""
+
+    @abc.abstractmethod
+    def put_model_export(
+        self, model_id: str, version: int, fmt: str, package_digest: str, report: Mapping[str, Any]
+    ) -> ModelExport:
+        """Attach an export of a version (one per format: a new one replaces it)."""
+
+    @abc.abstractmethod
+    def list_model_exports(self, model_id: str, version: int) -> list[ModelExport]:
+        """Exports of a version, ordered by format."""
+
+    @abc.abstractmethod
+    def set_alias(
+        self,
+        model_id: str,
+        alias: str,
+        version: int,
+        *,
+        expected: int | EllipsisType | None = ...,
+        outcome: str = "moved",
+        actor: str = "",
+        reason: str = "",
+        report: Mapping[str, Any] | None = None,
+    ) -> AliasEvent:
+        """Point ``alias`` at ``version`` and append the move to the audit log, atomically.
+
+        ``expected`` makes it a compare-and-set: the version the caller saw holding
+        the alias (``None``: no holder). If the alias holds another version by
+        then, nothing moves, a ``conflict`` event is appended, and ConflictError
+        says who holds it now. ``outcome`` is ``moved`` or ``forced``.
+        """
+
+    @abc.abstractmethod
+    def record_alias_event(
+        self,
+        model_id: str,
+        alias: str,
+        version: int | None,
+        *,
+        outcome: str,
+        actor: str = "",
+        reason: str = "",
+        report: Mapping[str, Any] | None = None,
+    ) -> AliasEvent:
+        """Append an attempt that moved nothing (``refused`` by a gate) to the audit log."""
+
+    @abc.abstractmethod
+    def delete_alias(
+        self, model_id: str, alias: str, *, actor: str = "", reason: str = ""
+    ) -> AliasEvent:
+        """Remove an alias (NotFoundError if unset); the audit log keeps a ``removed`` event."""
+
+    @abc.abstractmethod
+    def get_alias(self, model_id: str, alias: str) -> ModelVersion:
+        """The version an alias points at; NotFoundError naming the alias if unset."""
+
+    @abc.abstractmethod
+    def list_aliases(self, model_id: str) -> dict[str, int]:
+        """Alias name -> version number, ordered by alias."""
+
+    @abc.abstractmethod
+    def list_alias_events(self, model_id: str, alias: str | None = None) -> list[AliasEvent]:
+        """The audit log of a model (or one alias), oldest first."""
 
     # -- conveniences derived from the core -------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -122,11 +123,12 @@ MAX_ROLE_LENGTH = 64
 MAX_STEP_KEY_LENGTH = 256
 
 
-def check_version_number(value: object) -> int:
+def check_version_number(
+    value: object, what: str = "dataset version", example: str = "'rides@3'"
+) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidArgumentError(
-            f"invalid dataset version: expected an integer >= 1 (as in 'rides@3'), "
-            f"got {describe(value)}"
+            f"invalid {what}: expected an integer >= 1 (as in {example}), got {describe(value)}"
         )
     return value
 
@@ -201,3 +203,64 @@ def check_version_fields(
     if run_id is not None:
         check_id(run_id)
     return to_json(metadata or {}, "metadata")
+
+
+#: What an audit-log event may record; ``set_alias`` takes the first two.
+ALIAS_OUTCOMES = ("moved", "forced", "refused", "conflict", "removed")
+#: Export formats a version may carry.
+EXPORT_FORMAT_RE = r"[a-z][a-z0-9_\-]{0,31}"
+
+
+def check_outcome(value: object, allowed: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidArgumentError(
+            f"invalid outcome: expected one of {', '.join(allowed)}, got {describe(value)}"
+        )
+    return value
+
+
+def check_registry_text(
+    description: object, tags: object, what: str = "description"
+) -> tuple[str | None, dict[str, str] | None]:
+    """An optional description and optional tags (each ``None`` when not given)."""
+    desc = None if description is None else check_text(description, what, 10_000)
+    tag_map = None if tags is None else check_tags(tags)  # type: ignore[arg-type]
+    return desc, tag_map
+
+
+def check_model_version(value: object) -> int:
+    return check_version_number(value, "model version", "'models:/rides-pricing/3'")
+
+
+def check_model_version_fields(
+    package_digest: object, run_id: object, source: object, created_by: object, metadata: object
+) -> str:
+    """The fields of a new model version; returns ``metadata`` as JSON text."""
+    from shipyard.validation import check_id
+
+    check_digest(package_digest)
+    if run_id is not None:
+        check_id(run_id)
+    check_text(source, "source", 4096)
+    check_text(created_by, "created_by", 256)
+    return to_json(metadata or {}, "metadata")
+
+
+def check_event_fields(actor: object, reason: object, report: object) -> str:
+    """Who and why of an alias event; returns ``report`` as JSON text."""
+    check_text(actor, "actor", 256)
+    check_text(reason, "reason", 10_000)
+    return to_json(report or {}, "report")
+
+
+def check_export_format(fmt: object) -> str:
+    if not isinstance(fmt, str) or re.fullmatch(EXPORT_FORMAT_RE, fmt) is None:
+        raise InvalidArgumentError(
+            f"invalid export format {describe(fmt)}: expected a short lowercase name such as 'onnx'"
+        )
+    return fmt
+
+
+def check_expected(expected: object) -> None:
+    if expected is not ... and expected is not None:
+        check_model_version(expected)

@@ -36,6 +36,7 @@ from shipyard.store._checks import (
 from shipyard.store._columns import fold_summary
 from shipyard.store._downsample import downsample
 from shipyard.store._memory_data import MemoryDatasets
+from shipyard.store._memory_registry import MemoryRegistry
 from shipyard.types import (
     Artifact,
     Experiment,
@@ -85,7 +86,7 @@ class _RunRecord:
         )
 
 
-class MemoryStore(MemoryDatasets, Store):
+class MemoryStore(MemoryDatasets, MemoryRegistry, Store):
     """A complete, thread-safe :class:`Store` held in this process's memory."""
 
     def __init__(self, uri: str = "memory:") -> None:
@@ -95,6 +96,7 @@ class MemoryStore(MemoryDatasets, Store):
         self._experiments: dict[str, Experiment] = {}  # insertion order = creation order
         self._runs: dict[str, _RunRecord] = {}
         self._init_datasets()
+        self._init_registry()
 
     # -- lookups (callers hold the lock) ---------------------------------------------
 

@@ -26,11 +26,14 @@ from __future__ import annotations
 from shipyard.testing._store_datasets import DatasetTests
 from shipyard.testing._store_entities import EntityTests
 from shipyard.testing._store_logging import LoggingTests
+from shipyard.testing._store_registry import RegistryTests
 from shipyard.testing._store_robustness import RobustnessTests
 from shipyard.testing._store_search import SearchTests
 
 __all__ = ["StoreConformance"]
 
 
-class StoreConformance(EntityTests, LoggingTests, SearchTests, RobustnessTests, DatasetTests):
+class StoreConformance(
+    EntityTests, LoggingTests, SearchTests, RobustnessTests, DatasetTests, RegistryTests
+):
     """Mix into a ``Test...`` class next to a ``store`` fixture to check a store."""

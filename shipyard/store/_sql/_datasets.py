@@ -21,7 +21,7 @@ from shipyard.store._checks import (
 )
 from shipyard.store._sql import _schema as t
 from shipyard.store._sql._engine import read, run_write
-from shipyard.store._sql._rows import q, upsert
+from shipyard.store._sql._rows import Obj, q, upsert
 from shipyard.types import Dataset, DatasetVersion, RunInput
 from shipyard.validation import check_name
 
@@ -157,7 +157,7 @@ class DatasetsMixin:
                 "created_at": now(),
             }
             conn.execute(sa.insert(_V).values(**row))
-            made.append(_version(_Obj(row)))
+            made.append(_version(Obj(row)))
 
         run_write(self._engine, write)
         return made[0]
@@ -272,10 +272,3 @@ class DatasetsMixin:
             )
 
         run_write(self._engine, write)
-
-
-class _Obj:
-    """Attribute access over a dict, so a freshly inserted row converts like a fetched one."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from shipyard.errors import ConflictError, InvalidArgumentError, StoreError
 
-HEAD_REVISION = "v0.2.0"
+HEAD_REVISION = "v0.3.0"
 BUSY_TIMEOUT_S = 30.0
 RETRY_FOR_S = 120.0
 T = TypeVar("T")
@@ -139,7 +139,7 @@ def current_revision(engine: Engine) -> str | None:
     return None if row is None else str(row[0])
 
 
-KNOWN_REVISIONS = ("v0.1.0", "v0.2.0")
+KNOWN_REVISIONS = ("v0.1.0", "v0.2.0", "v0.3.0")
 
 
 def migrate(engine: Engine, uri: str) -> None:

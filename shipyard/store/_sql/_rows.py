@@ -95,3 +95,10 @@ def upsert(conn: Connection, table: sa.Table, keys: dict[str, Any], values: dict
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = insert(table).values(**keys, **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=values))
+
+
+class Obj:
+    """Attribute access over a dict, so a freshly inserted row converts like a fetched one."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)

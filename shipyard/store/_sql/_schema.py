@@ -179,3 +179,74 @@ step_results = sa.Table(
     sa.Column("dataset_version_id", ID, sa.ForeignKey("dataset_versions.id"), nullable=False),
     sa.Column("created_at", Double, nullable=False),
 )
+
+# -- model registry (v0.3.0) -------------------------------------------------------
+
+registered_models = sa.Table(
+    "registered_models",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("project_id", ID, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),
+    sa.Column("contract", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", Double, nullable=False),
+    sa.Column("updated_at", Double, nullable=False),
+    sa.UniqueConstraint("project_id", "name", name="uq_registered_models_project_name"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("package_digest", sa.String(64), nullable=False),
+    sa.Column("run_id", ID, nullable=True),
+    sa.Column("source", sa.Text, nullable=False, default=""),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.Text, nullable=False, default="{}"),
+    sa.Column("metadata", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_by", sa.String(256), nullable=False, default=""),
+    sa.Column("created_at", Double, nullable=False),
+    sa.UniqueConstraint("model_id", "version", name="uq_model_versions_number"),
+    sa.Index("ix_model_versions_run", "run_id"),
+)
+
+model_exports = sa.Table(
+    "model_exports",
+    metadata,
+    sa.Column("model_version_id", ID, sa.ForeignKey("model_versions.id"), primary_key=True),
+    sa.Column("format", sa.String(32), primary_key=True),
+    sa.Column("package_digest", sa.String(64), nullable=False),
+    sa.Column("report", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", Double, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+model_aliases = sa.Table(
+    "model_aliases",
+    metadata,
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Double, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+alias_events = sa.Table(
+    "alias_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_id", ID, sa.ForeignKey("registered_models.id"), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False, default=""),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("report", sa.Text, nullable=False, default="{}"),
+    sa.Column("created_at", Double, nullable=False),
+    sa.Index("ix_alias_events_model", "model_id", "id"),
+)

@@ -23,6 +23,7 @@ from shipyard.store._sql import _schema as t
 from shipyard.store._sql._datasets import DatasetsMixin
 from shipyard.store._sql._engine import make_engine, migrate, read, run_write
 from shipyard.store._sql._logging import LoggingMixin
+from shipyard.store._sql._registry import RegistryMixin
 from shipyard.store._sql._rows import load_runs, project_row, q, upsert
 from shipyard.types import (
     Experiment,
@@ -55,7 +56,7 @@ def _shared_engine(uri: str) -> Engine:
         return engine
 
 
-class SqlStore(LoggingMixin, DatasetsMixin, Store):
+class SqlStore(LoggingMixin, DatasetsMixin, RegistryMixin, Store):
     """:class:`Store` over SQLAlchemy 2 (``sqlite:///path`` or ``postgresql://...``)."""
 
     def __init__(self, uri: str) -> None:
