@@ -290,11 +290,15 @@ def lineage_data(dataset: str, as_json: bool) -> None:
                 if producer is None
                 else run_row_json(producer, _experiment(client, producer, names)),
                 "used_by": [run_row_json(run, exp, role) for run, role, exp in used],
+                "model_versions": [
+                    {"model": n, "version": mv, "uri": f"models:/{n}/{mv}"}
+                    for n, mv in found.models
+                ],
             }
         )
         return
     made_in = None if producer is None else _experiment(client, producer, names)
-    console().print(lineage_view(name, v, producer, made_in, used))
+    console().print(lineage_view(name, v, producer, made_in, used, found.models))
 
 
 # -- restore / move ----------------------------------------------------------------------

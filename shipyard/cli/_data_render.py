@@ -183,6 +183,7 @@ def lineage_view(
     producer: Run | None,
     producer_experiment: str | None,
     used: Sequence[tuple[Run, str, str | None]],
+    models: Sequence[tuple[str, int]] = (),
 ) -> RenderableType:
     """The version, the run that produced it, and a table of the runs that read it."""
     parts: list[RenderableType] = [
@@ -205,6 +206,8 @@ def lineage_view(
     parts.append(made)
     parts.append(Text(""))
     parts.append(lineage_table(used) if used else Text("Used by: no runs yet", style="dim"))
+    if models:
+        parts.append(Text("Model versions: " + ", ".join(f"models:/{n}/{v}" for n, v in models)))
     return Group(*parts)
 
 

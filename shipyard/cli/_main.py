@@ -196,6 +196,39 @@ def data() -> None:
     """
 
 
+@cli.group(
+    cls=LazyGroup,
+    lazy={
+        "alias": ("shipyard.cli._models:alias_model", "Point an alias at a version."),
+        "events": ("shipyard.cli._models:events_model", "The audit log of alias moves."),
+        "export": ("shipyard.cli._models:export_model", "Export a version to ONNX, with parity."),
+        "list": ("shipyard.cli._models:list_models", "List registered models."),
+        "promote": (
+            "shipyard.cli._models:promote_model",
+            "Move an alias to a version through the production gates.",
+        ),
+        "register": (
+            "shipyard.cli._models:register_model",
+            "Register a run's model package as a new version.",
+        ),
+        "show": ("shipyard.cli._models:show_model", "Show a model, its aliases and versions."),
+        "versions": ("shipyard.cli._models:versions_model", "List a model's versions."),
+    },
+)
+def models() -> None:
+    """Register model versions, move aliases through the production gates, export.
+
+    \b
+    Versions: models:/NAME/3 or NAME/3; aliases: models:/NAME@production or NAME@production.
+    """
+
+
+cli.lazy["lineage"] = (
+    "shipyard.cli._models:lineage",
+    "Trace a model version to its run, code, data, params and metrics.",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the ``shipyard`` command (the console-script entry point); exits the process."""
     cli.main(args=list(argv) if argv is not None else None, prog_name="shipyard")

@@ -58,6 +58,8 @@ class Lineage:
     version: DatasetVersion
     runs: tuple[tuple[Run, str], ...]  # (run, role)
     produced_by: Run | None
+    #: ``(model name, version)`` of registered versions made by those runs.
+    models: tuple[tuple[str, int], ...] = ()
 
 
 class DataClient:
@@ -266,7 +268,14 @@ class DataClient:
             (self.store.get_run(i.run_id), i.role) for i in self.store.list_version_runs(version.id)
         )
         producer = self.store.get_run(version.run_id) if version.run_id else None
-        return Lineage(version, runs, producer)
+        names: dict[str, str] = {}
+        models = []
+        for run, _ in runs:
+            for mv in self.store.list_run_model_versions(run.id):
+                if mv.model_id not in names:
+                    names[mv.model_id] = self.store.get_registered_model(mv.model_id).name
+                models.append((names[mv.model_id], mv.version))
+        return Lineage(version, runs, producer, tuple(dict.fromkeys(models)))
 
     # -- restore ----------------------------------------------------------------
 

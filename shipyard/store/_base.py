@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from types import EllipsisType
 from typing import Any
 
-from shipyard.errors import ConflictError, NotFoundError
+from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
 from shipyard.types import (
     AliasEvent,
     Artifact,
@@ -453,6 +453,17 @@ class Store(abc.ABC):
                 return self.create_dataset(project_id, name)
             except ConflictError:
                 return self.get_dataset_by_name(project_id, name)
+
+    def resolve_model_version(
+        self, project_id: str, name: str, version: int | None = None, alias: str | None = None
+    ) -> ModelVersion:
+        """The version of model ``name`` that a number or an alias names."""
+        model = self.get_registered_model_by_name(project_id, name)
+        if alias is not None:
+            return self.get_alias(model.id, alias)
+        if version is None:
+            raise InvalidArgumentError("resolve_model_version: give a version or an alias")
+        return self.get_model_version(model.id, version)
 
     def latest_dataset_version(self, dataset_id: str) -> DatasetVersion | None:
         versions = self.list_dataset_versions(dataset_id)

@@ -224,6 +224,6 @@ class RegistryTests:
         with pytest.raises(NotFoundError, match="no version 9"):
             store.set_alias(model.id, "production", 9)
         with pytest.raises(InvalidArgumentError):
-            store.set_alias(model.id, "production", 1, report={"x": object()})  # type: ignore[dict-item]
+            store.set_alias(model.id, "production", 1, report={"x": object()})
         assert store.list_alias_events(model.id) == []
         assert store.list_aliases(model.id) == {}
