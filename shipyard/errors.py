@@ -13,10 +13,12 @@ __all__ = [
     "ConflictError",
     "CorruptBlobError",
     "InvalidArgumentError",
+    "ModelIntegrityError",
     "NotFoundError",
     "ShipyardError",
     "StateError",
     "StoreError",
+    "UntrustedModelError",
 ]
 
 
@@ -58,3 +60,14 @@ class CorruptBlobError(StoreError):
             f"blob {digest} at {location} is corrupted: its content hashes to {actual}. "
             "Restore it from a remote or backup, or remove it so it can be written again."
         )
+
+
+class ModelIntegrityError(ShipyardError):
+    """A model package is not what was logged: a file no longer matches its digest,
+    or the loaded model does not reproduce the golden examples recorded with it."""
+
+
+class UntrustedModelError(ShipyardError):
+    """Loading a model package would run code the user has not opted in to: pickled
+    objects, types outside the safe list, or an exported program with unpickled
+    payloads. The message names what and the argument that allows it."""

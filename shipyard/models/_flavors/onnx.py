@@ -1,0 +1,182 @@
+"""ONNX flavor: a graph run by onnxruntime -- no Python code of the model at all.
+
+Save: an ``onnx.ModelProto`` (serialized) or a path to an ``.onnx`` file
+(copied) becomes ``model.onnx``; the graph's inputs and outputs (names, element
+types, shapes) are recorded, and serve as the package's signature when no
+input example is given. Graphs over 2 GB (external data files) are not
+supported yet.
+
+Load: an ``InferenceSession`` on the CPU provider, or CUDA first when
+``device="cuda"`` (an error if onnxruntime has no CUDA provider here, rather
+than a silent CPU fallback). Inputs are fed by graph input name: one array for
+a one-input graph, a dict by name, or a DataFrame by column, each column
+reshaped to ``(N, 1)`` where the graph wants rank 2 (as skl2onnx pipelines
+do), and converted to the graph's element type. ``predict`` returns the one
+output, or a dict of outputs by name. Outputs must be tensors: an skl2onnx
+``ZipMap`` (a list of dicts) is refused at log time -- convert with
+``options={id(model): {"zipmap": False}}``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shipyard.errors import InvalidArgumentError
+from shipyard.models._flavors._base import (
+    Flavor,
+    LoadContext,
+    Predictor,
+    SaveContext,
+    missing_library,
+)
+
+__all__ = ["OnnxFlavor"]
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise missing_library("ONNX", "onnxruntime", "onnx") from e
+    return onnxruntime
+
+
+def _is_onnx_path(model: object) -> bool:
+    return isinstance(model, str | os.PathLike) and str(model).lower().endswith(".onnx")
+
+
+def _specs(values: Any) -> list[dict[str, Any]]:
+    import onnx
+
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        if not v.type.HasField("tensor_type"):
+            raise InvalidArgumentError(
+                f"ONNX graph input/output {v.name!r} is not a tensor (it is a sequence or "
+                "map); only tensor inputs and outputs are supported -- for skl2onnx "
+                "classifiers convert with options={id(model): {'zipmap': False}}"
+            )
+        np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        dtype = "string" if np_dtype.kind in "OUS" else np.dtype(np_dtype).name
+        shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        out.append({"name": v.name, "dtype": dtype, "shape": shape})
+    return out
+
+
+def _feeds(x: Any, inputs: list[dict[str, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+    pd = sys.modules.get("pandas")
+    if pd is not None and isinstance(x, pd.DataFrame):
+        x = {str(c): x[c].to_numpy() for c in x.columns}
+    if not isinstance(x, Mapping):
+        if len(inputs) != 1:
+            raise InvalidArgumentError(
+                f"invalid input: this ONNX graph has inputs {[i['name'] for i in inputs]}; "
+                "pass a dict of arrays by those names"
+            )
+        x = {inputs[0]["name"]: x}
+    feeds = {}
+    for spec in inputs:
+        if spec["name"] not in x:
+            raise InvalidArgumentError(
+                f"invalid input: the ONNX graph needs input {spec['name']!r}; got {sorted(x)}"
+            )
+        arr = np.asarray(x[spec["name"]])
+        if arr.ndim == len(spec["shape"]) - 1:
+            arr = arr.reshape(*arr.shape, 1)
+        if spec["dtype"] == "string":
+            arr = arr.astype(str).astype(object)
+        else:
+            arr = arr.astype(spec["dtype"], copy=False)
+        feeds[spec["name"]] = arr
+    return feeds
+
+
+class OnnxFlavor(Flavor):
+    name = "onnx"
+
+    def detect(self, model: object) -> bool:
+        onnx = sys.modules.get("onnx")
+        return _is_onnx_path(model) or (onnx is not None and isinstance(model, onnx.ModelProto))
+
+    def save(
+        self, model: Any, directory: Path, ctx: SaveContext
+    ) -> tuple[dict[str, Any], list[str]]:
+        try:
+            import onnx
+        except ImportError as e:
+            raise missing_library("ONNX", "onnx", "onnx") from e
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "model.onnx"
+        if _is_onnx_path(model):
+            if not Path(model).is_file():
+                raise InvalidArgumentError(f"cannot log ONNX model {str(model)!r}: no such file")
+            shutil.copyfile(model, path)
+            proto = onnx.load(str(path), load_external_data=False)
+        elif isinstance(model, onnx.ModelProto):
+            proto = model
+            path.write_bytes(model.SerializeToString())
+        else:
+            raise InvalidArgumentError(
+                f"the onnx flavor takes an onnx.ModelProto or a path to a .onnx file, got "
+                f"{type(model).__name__}"
+            )
+        config = {
+            "file": path.name,
+            "inputs": _specs(proto.graph.input),
+            "outputs": _specs(proto.graph.output),
+            "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+        }
+        return config, ["onnxruntime", "onnx", "numpy"]
+
+    def wrap(self, model: Any, config: Mapping[str, Any]) -> Predictor:
+        data = Path(model).read_bytes() if _is_onnx_path(model) else model.SerializeToString()
+        return self._session(data, config, "cpu")
+
+    def load(self, directory: Path, config: Mapping[str, Any], ctx: LoadContext) -> Predictor:
+        return self._session(str(directory / str(config["file"])), config, ctx.device)
+
+    def _session(self, source: Any, config: Mapping[str, Any], device: str) -> Predictor:
+        ort = _ort()
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise InvalidArgumentError(
+                    "device='cuda' was asked for, but this onnxruntime has no CUDA provider: "
+                    "pip install onnxruntime-gpu, or load with device='cpu'"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        session = ort.InferenceSession(source, providers=providers)
+        inputs = list(config["inputs"])
+        names = [o["name"] for o in config["outputs"]]
+
+        def predict(x: Any) -> Any:
+            results = session.run(names, _feeds(x, inputs))
+            for name, value in zip(names, results, strict=True):
+                if not isinstance(value, np.ndarray):
+                    raise InvalidArgumentError(
+                        f"ONNX output {name!r} is a {type(value).__name__}, not a tensor; "
+                        "convert the model so every output is a tensor"
+                    )
+            return results[0] if len(results) == 1 else dict(zip(names, results, strict=True))
+
+        return Predictor(raw=session, predict=predict)
+
+    def native_signature(self, config: Mapping[str, Any]) -> Any:
+        from shipyard.models._signature import Signature
+
+        def schema(specs: list[dict[str, Any]]) -> dict[str, Any]:
+            if len(specs) == 1:
+                return {"kind": "ndarray", "specs": [{**specs[0], "name": None}]}
+            return {"kind": "dict", "specs": specs}
+
+        return Signature.from_dict(
+            {"inputs": schema(config["inputs"]), "outputs": schema(config["outputs"])}
+        )
