@@ -1,0 +1,264 @@
+"""Export of registered versions and promotion through the production gates, end to end:
+real sklearn pipelines logged with shipyard.log_model, a SQLite store, onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import shipyard
+from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
+from shipyard.export import ExportError, GateFailedError, export_version, promote
+from shipyard.registry import RegistryClient
+from shipyard.tracking import _fluent
+
+_SCRIPT = Path(sys.executable).with_name("shipyard")
+SHIPYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shipyard.cli"]
+CALLS = 20  # timed predict calls per latency gate: enough to test the gate, quick
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SHIPYARD_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SHIPYARD_BLOB_URI", raising=False)
+    _fluent.set_tracking_uri(None)
+    yield tmp_path / "home"
+    while _fluent._stack:
+        _fluent.end_run()
+    _fluent.set_tracking_uri(None)
+
+
+def _rides(n: int = 300, seed: int = 0) -> tuple[Any, Any]:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "distance": rng.gamma(2.0, 3.0, n),
+            "minutes": rng.uniform(5, 60, n),
+            "period": rng.choice(["rush", "off-peak"], n),
+        }
+    )
+    price = 2 + 1.2 * frame.distance + 0.3 * frame.minutes + 2.0 * (frame.period == "rush")
+    return frame, price + rng.normal(0, 1, n)
+
+
+def _pipeline(frame: Any, price: Any, alpha: float = 1.0) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    features = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["distance", "minutes"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["period"]),
+        ]
+    )
+    return Pipeline([("features", features), ("model", Ridge(alpha=alpha))]).fit(frame, price)
+
+
+def _version(rmse: float, contract: dict[str, Any], *, name: str = "rides") -> int:
+    """Log a fitted pipeline in a run with val_rmse=rmse and register it; its version."""
+    frame, price = _rides()
+    with shipyard.start_run(experiment="pricing"):
+        shipyard.log_metric("val_rmse", rmse)
+        info = shipyard.log_model(
+            _pipeline(frame, price), "model", input_example=frame[:5], contract=contract
+        )
+    return shipyard.register_model(info.uri, name).version
+
+
+# Budgets far above what a loaded CI machine needs, so only the tests about the latency
+# gate can fail it (timings are never asserted).
+ONNX = {"latency_p99_ms": 5000, "format": "onnx", "min_metrics": {"val_rmse": {"max": 3.0}}}
+NATIVE = {"latency_p99_ms": 5000, "min_metrics": {"val_rmse": {"max": 3.0}}}
+
+
+@pytest.mark.slow
+def test_export_attaches_a_parity_checked_onnx_package(home: Path) -> None:
+    """The export is its own package (ONNX flavor) that predicts what the original does."""
+    v = _version(1.0, ONNX)
+    result = export_version(f"models:/rides/{v}")
+    assert result.parity.passed
+    assert result.parity.rows > 5
+    client = RegistryClient()
+    mv = client.resolve(f"rides/{v}")
+    [export] = client.store.list_model_exports(mv.model_id, v)
+    assert export.package_digest == result.package_digest
+    assert export.report["passed"] is True
+    assert "skl2onnx" in export.report["converter"]
+    frame, _ = _rides(20, seed=3)
+    native = shipyard.load_model(f"models:/rides/{v}").predict(frame)
+    exported = shipyard.models.load_package(export.package_digest)
+    assert exported.flavor == "onnx"
+    np.testing.assert_allclose(exported.predict(frame), native, rtol=1e-4, atol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="cannot export to 'tflite'"):
+        export_version(f"models:/rides/{v}", "tflite")
+
+
+@pytest.mark.slow
+def test_parity_over_tolerance_fails_and_attaches_nothing(home: Path) -> None:
+    """A float32 graph cannot meet a 1e-12 tolerance: the export fails, naming the worst value."""
+    v = _version(1.0, {**ONNX, "parity_rtol": 1e-12, "parity_atol": 1e-12})
+    with pytest.raises(ExportError, match=r"does not match the original.*worst"):
+        export_version(f"models:/rides/{v}")
+    client = RegistryClient()
+    mv = client.resolve(f"rides/{v}")
+    assert client.store.list_model_exports(mv.model_id, v) == []
+    with pytest.raises(GateFailedError, match="parity") as refused:
+        promote("rides", v, calls=CALLS)
+    gates = {g.name: g.passed for g in refused.value.report.gates}
+    assert gates == {"signature": True, "parity": False, "latency": False, "metrics": True}
+
+
+@pytest.mark.slow
+def test_promotion_runs_every_gate_then_moves_the_alias(home: Path) -> None:
+    """All gates pass: the alias moves, and the audit log keeps the gate report."""
+    v = _version(1.0, ONNX)
+    result = promote("rides", v, "production", calls=CALLS, reason="first release")
+    gates = {g.name: g for g in result.report.gates}
+    assert [g.passed for g in gates.values()] == [True, True, True, True]
+    assert gates["latency"].data["calls"] == CALLS
+    assert "onnx export on onnxruntime" in gates["latency"].detail  # exported on the way
+    client = RegistryClient()
+    assert client.resolve("rides@production").version == v
+    [event] = client.events("rides")
+    assert (event.outcome, event.to_version, event.reason) == ("moved", v, "first release")
+    assert event.report["passed"] is True
+    assert len(event.report["gates"]) == 4
+
+
+@pytest.mark.slow
+def test_failing_gates_refuse_and_force_needs_a_reason(home: Path) -> None:
+    """A blown latency budget and a metric regression refuse; --force with a reason moves it."""
+    good = _version(1.0, NATIVE)
+    promote("rides", good, calls=CALLS)
+    worse = _version(2.0, {**NATIVE, "latency_p99_ms": 1e-6})
+    with pytest.raises(GateFailedError) as refused:
+        promote("rides", worse, calls=CALLS)
+    failed = {g.name: g.detail for g in refused.value.report.failed}
+    assert set(failed) == {"latency", "metrics"}
+    assert "budget" in failed["latency"]
+    assert f"worse than 1 of version {good}" in failed["metrics"]
+    assert "--force" in str(refused.value)
+    client = RegistryClient()
+    assert client.resolve("rides@production").version == good
+    with pytest.raises(InvalidArgumentError, match="reason"):
+        promote("rides", worse, force=True, calls=CALLS)
+    forced = promote("rides", worse, force=True, reason="hotfix, budget waived", calls=CALLS)
+    assert forced.event.outcome == "forced"
+    assert client.resolve("rides@production").version == worse
+    log = [(e.outcome, e.from_version, e.to_version, e.reason) for e in client.events("rides")]
+    assert log == [
+        ("moved", None, good, ""),
+        ("refused", good, worse, ""),
+        ("forced", good, worse, "hotfix, budget waived"),
+    ]
+
+
+@pytest.mark.slow
+def test_version_without_signature_or_examples_is_refused(home: Path) -> None:
+    """No input example: no signature, nothing to time: the gates say so."""
+    frame, price = _rides()
+    with shipyard.start_run(experiment="pricing"):
+        info = shipyard.log_model(_pipeline(frame, price), "model", contract=NATIVE)
+    v = shipyard.register_model(info.uri, "bare").version
+    with pytest.raises(GateFailedError) as refused:
+        promote("bare", v, calls=CALLS)
+    failed = {g.name: g.detail for g in refused.value.report.failed}
+    assert "no input signature" in failed["signature"]
+    assert "input_example" in failed["latency"]
+    with pytest.raises(NotFoundError):
+        promote("bare", v + 1, calls=CALLS)
+
+
+def _promote_in_process(home: str, version: int, start: Any, out: Any) -> None:
+    os.environ["SHIPYARD_HOME"] = home
+    start.wait()
+    try:
+        promote("rides", version, calls=CALLS, actor=f"proc-{version}")
+        out.put((version, "won"))
+    except ConflictError as e:
+        out.put((version, f"lost: {e}"))
+    except Exception as e:  # pragma: no cover - reported by the assertion
+        out.put((version, f"error: {e!r}"))
+
+
+@pytest.mark.slow
+def test_two_promotions_at_once_one_wins(home: Path) -> None:
+    """Two processes promote different versions to one alias at once: one wins, the
+    other gets a conflict, the audit log shows both attempts, no update is lost."""
+    first = _version(1.0, NATIVE)
+    promote("rides", first, calls=CALLS)
+    a, b = _version(0.9, NATIVE), _version(0.8, NATIVE)
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(target=_promote_in_process, args=(str(home), v, start, out)) for v in (a, b)
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    outcomes = sorted(r.split(":")[0] for r in results.values())
+    # Gates run in parallel; the compare-and-set serializes the moves. Either both saw
+    # version `first` and one lost, or one finished before the other looked (then the
+    # later one also passes, gating against the new holder, and wins after it).
+    assert outcomes in (["lost", "won"], ["won", "won"]), results
+    client = RegistryClient()
+    log = client.events("rides", "production")[1:]
+    assert sorted(e.outcome for e in log) == sorted(
+        "moved" if r == "won" else "conflict" for r in outcomes
+    )
+    holder = client.resolve("rides@production").version
+    moves = [e for e in log if e.outcome == "moved"]
+    assert moves[-1].to_version == holder
+    assert moves[0].from_version == first
+    if outcomes == ["lost", "won"]:
+        conflict = next(e for e in log if e.outcome == "conflict")
+        assert conflict.from_version == holder  # it saw the winner's move, not a stale one
+
+
+@pytest.mark.slow
+def test_promote_and_export_commands(home: Path) -> None:
+    """The CLI prints the gate table, refuses with exit 1, and exports with a parity line."""
+    v = _version(1.0, ONNX)
+    env = {k: val for k, val in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    exported = cli("models", "export", f"rides/{v}")
+    assert exported.returncode == 0, exported.stderr
+    assert "parity ok on" in exported.stdout
+    assert "skl2onnx" in exported.stdout
+    promoted = cli("models", "promote", "rides", str(v), "--calls", str(CALLS))
+    assert promoted.returncode == 0, promoted.stderr
+    assert "promoted: rides@production -> version" in promoted.stdout
+    for gate in ("signature", "parity", "latency", "metrics"):
+        assert gate in promoted.stdout
+    worse = _version(5.0, ONNX)
+    refused = cli("models", "promote", "rides", str(worse), "--calls", str(CALLS), "--json")
+    assert refused.returncode == 1
+    assert "refused" in refused.stderr
+    report = json.loads(refused.stdout)
+    assert report["passed"] is False
+    assert [g["name"] for g in report["gates"] if g["passed"] is False] == ["metrics"]
+    shown = json.loads(cli("models", "show", "rides", "--json").stdout)
+    assert [e["outcome"] for e in shown["events"]] == ["moved", "refused"]
