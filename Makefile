@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup demo test test-fast check bench clean
+.PHONY: setup demo test test-fast check bench bench-dvc-env bench-mlflow-env clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,17 @@ check: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# DVC for the side-by-side data benchmark, in its own environment (make bench never
+# installs it): benchmarks/run.py --only data --only dvc
+bench-dvc-env:
+	@test -x .bench-venv-dvc/bin/python || $(PYTHON) -m venv .bench-venv-dvc
+	.bench-venv-dvc/bin/python -m pip install -q --disable-pip-version-check dvc
+
+# MLflow beside Shipyard for bench_models' peer (same scikit-learn as the suite).
+bench-mlflow-env:
+	@test -x .bench-venv-mlflow/bin/python || $(PYTHON) -m venv .bench-venv-mlflow
+	.bench-venv-mlflow/bin/python -m pip install -q --disable-pip-version-check mlflow scikit-learn==1.9.1 pandas
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

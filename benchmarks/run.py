@@ -2,6 +2,7 @@
 
     benchmarks/run.py                  all benchmarks (about 6 minutes, 4 of them data)
     benchmarks/run.py --only search_runs --only startup
+    benchmarks/run.py --only data --only dvc   Shipyard beside DVC (make bench-dvc-env)
     benchmarks/run.py --quick          smaller sizes, fewer repetitions (a smoke run)
     benchmarks/run.py --list
 
@@ -25,8 +26,10 @@ from types import ModuleType
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_data
+import bench_dvc
 import bench_history
 import bench_logging
+import bench_models
 import bench_search
 import bench_startup
 import bench_storage
@@ -41,6 +44,8 @@ BENCHMARKS: dict[str, ModuleType] = {
         bench_search,
         bench_history,
         bench_data,
+        bench_dvc,  # after data: its peers are data's figures from the same run
+        bench_models,
     )
 }
 
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     _header(env, args.quick)
-    selected = args.only or list(BENCHMARKS)
+    # Registration order, whatever the order of --only (dvc reads data's figures).
+    selected = [n for n in BENCHMARKS if n in args.only] if args.only else list(BENCHMARKS)
     figures: list[Figure] = []
     crashed: list[str] = []
     started = time.time()
@@ -118,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         mod = BENCHMARKS[name]
         print(f"[{name}] {(mod.__doc__ or '').strip().splitlines()[0]}", flush=True)
         t0 = time.perf_counter()
+        if hasattr(mod, "use_figures"):  # the figures measured so far in this run
+            mod.use_figures(list(figures))
         try:
             got: list[Figure] = mod.run(quick=args.quick)
         except Exception as e:
