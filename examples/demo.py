@@ -9,6 +9,13 @@ environment. Then the best run is found with the search grammar.
 The data is versioned first (``shipyard.data.add``) and every run reads it
 through ``shipyard.data.use``, so the lineage of ``rides@1`` lists the runs.
 
+Then the path to production: a scikit-learn pipeline (scaling and one-hot
+encoding inside it) is trained on the same versioned data and logged as a model
+package with a production contract (p99 latency 100 ms at batch size 1, served
+as ONNX, validation RMSE at most 3). It is registered, exported to ONNX with a
+parity check, and promoted to ``production`` through the gates; a weaker
+challenger is then refused because it is worse than the current holder.
+
 Run with ``make demo``; look at the runs with the commands it prints.
 """
 
@@ -18,12 +25,20 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import shipyard
 
 EXPERIMENT = "demo-rides-pricing"
+MODEL = "rides-pricing"
+CONTRACT = {
+    "latency_p99_ms": 100,
+    "batch_size": 1,
+    "format": "onnx",
+    "min_metrics": {"val_rmse": {"max": 3.0}},
+}
 
 
 def make_rides(n: int = 20_000, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +109,75 @@ def train_one(lr: float, l2: float, epochs: int, ref: str) -> str:
         return run.id
 
 
+def rides_frame(ref: str) -> tuple[Any, Any, Any, Any]:
+    """The versioned rides as a DataFrame with a categorical column, split 80/20."""
+    import pandas as pd
+
+    path = shipyard.data.use(ref, role="train")
+    table = pd.read_csv(path)
+    table.columns = [c.lstrip("# ") for c in table.columns]
+    frame = pd.DataFrame(
+        {
+            "distance": table["distance"],
+            "duration": table["duration"],
+            "period": np.where(table["rush"] > 0.5, "rush", "off-peak"),
+            "surge": table["surge"],
+        }
+    )
+    split = int(0.8 * len(frame))
+    price = table["price"]
+    return frame[:split], price[:split], frame[split:], price[split:]
+
+
+def train_pipeline(ref: str, features: list[str], run_name: str) -> str:
+    """Fit scaling + one-hot + ridge on ``features``, log it with the contract; register it."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    with shipyard.start_run(experiment=EXPERIMENT, run_name=run_name):
+        x_train, y_train, x_val, y_val = rides_frame(ref)
+        numeric = [f for f in features if f != "period"]
+        steps = [("num", StandardScaler(), numeric)]
+        if "period" in features:
+            steps.append(("cat", OneHotEncoder(handle_unknown="ignore"), ["period"]))
+        pipeline = Pipeline([("features", ColumnTransformer(steps)), ("model", Ridge(1.0))])
+        pipeline.fit(x_train, y_train)
+        val_rmse = float(np.sqrt(((pipeline.predict(x_val) - y_val) ** 2).mean()))
+        shipyard.log_params({"model": "ridge-pipeline", "features": ",".join(features)})
+        shipyard.log_metric("val_rmse", val_rmse)
+        info = shipyard.log_model(pipeline, "model", input_example=x_train[:5], contract=CONTRACT)
+    version = shipyard.register_model(info.uri, MODEL).version
+    print(f"  {run_name:<22} val_rmse={val_rmse:.3f} -> registered models:/{MODEL}/{version}")
+    return f"{version}"
+
+
+def ship(ref: str) -> None:
+    """Register, export, gate and promote a pipeline; then see a challenger refused."""
+    from shipyard.export import GateFailedError, export_version, promote
+
+    print("\nTo production (contract: p99 <= 100 ms at batch 1, ONNX, val_rmse <= 3):")
+    t0 = time.perf_counter()
+    version = int(train_pipeline(ref, ["distance", "duration", "period", "surge"], "pipeline"))
+    exported = export_version(f"models:/{MODEL}/{version}")
+    print(f"  export to ONNX ({exported.converter}): {exported.parity.summary()}")
+    result = promote(MODEL, version, "production", reason="demo release")
+    for gate in result.report.gates:
+        print(f"  gate {gate.name:<9} {'pass' if gate.passed else 'FAIL'}  {gate.detail}")
+    print(f"  promoted: models:/{MODEL}@production -> version {version}")
+    weak = int(train_pipeline(ref, ["distance"], "challenger (distance)"))
+    try:
+        promote(MODEL, weak, "production")
+    except GateFailedError as refused:
+        print(f"  challenger refused: {refused.report.summary()}")
+    holder = shipyard.load_model(f"models:/{MODEL}@production", verify_examples=True)
+    x_train = rides_frame(ref)[0]
+    price = float(holder.predict(x_train[:1])[0])
+    print(f"  serving models:/{MODEL}@production: first ride costs {price:.2f}")
+    print(f"  ({time.perf_counter() - t0:.1f}s for train, log, register, export, gates)")
+
+
 def main() -> None:
     print(f"Shipyard {shipyard.__version__}: tracking to {shipyard.get_tracking_uri()}")
     ref = version_dataset()
@@ -120,8 +204,12 @@ def main() -> None:
     print(f"  .venv/bin/shipyard runs compare {best.id} <another run id>")
     print(f"  .venv/bin/shipyard runs history {best.id} val_rmse")
     print(f"  .venv/bin/shipyard data lineage {ref}      # every run that trained on it")
+    ship(ref)
+    print(f"  .venv/bin/shipyard lineage models:/{MODEL}@production   # run, code, data, metrics")
+    print(f"  .venv/bin/shipyard models show {MODEL}                   # versions, aliases, audit")
     lineage = shipyard.data.lineage(ref)
     print(f"\nLineage of {ref}: {len(lineage.runs)} runs read it, e.g. {lineage.runs[-1][0].name}")
+    print("  model versions trained on it: " + ", ".join(f"{n}/{v}" for n, v in lineage.models))
 
 
 if __name__ == "__main__":

@@ -14,16 +14,16 @@ from shipyard.errors import InvalidArgumentError
 from shipyard.types import ParamValue
 
 __all__ = [
-    "check_alias",
-    "check_model_name",
     "MAX_KEY_LENGTH",
     "MAX_NAME_LENGTH",
     "MAX_PARAM_LENGTH",
     "MAX_TAG_LENGTH",
+    "check_alias",
     "check_artifact_path",
     "check_digest",
     "check_id",
     "check_key",
+    "check_model_name",
     "check_name",
     "check_param_value",
     "check_params",

@@ -108,6 +108,17 @@ class BlobStore(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many writes so their durability costs once, not once per blob.
+
+        Blobs put inside become visible under their names when the block exits
+        without an exception (at once, for stores without a cheaper bulk path);
+        callers record anything that refers to them only after that. Nesting is
+        allowed: the outermost block publishes.
+        """
+        yield
+
     # -- the abstract core ------------------------------------------------------
 
     @abc.abstractmethod

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from shipyard.blobs._base import BlobStore, PathLike, os_errors, unlink_quietly
 from shipyard.blobs._hashing import CHUNK_SIZE, check_digest, hash_file, new_hasher
@@ -29,6 +32,13 @@ class LocalBlobStore(BlobStore):
         fsync: Flush each object and its folder to disk before and after the
             rename (default ``True``), so a power loss cannot leave a truncated
             blob under its final name. ``False`` is faster for scratch stores.
+
+    Inside :meth:`batch` the per-object flushes are replaced by two flushes of the
+    whole filesystem (``syncfs``): objects are written to temporary files, the
+    filesystem is flushed, then all are renamed to their names and it is flushed
+    again -- git's "batch" fsync method. A name still appears only for content
+    that is already on disk, but 100,000 small files cost two flushes instead of
+    200,000 (and the journal commits each of those forces).
     """
 
     def __init__(self, root: PathLike, *, fsync: bool = True, url: str | None = None) -> None:
@@ -37,6 +47,9 @@ class LocalBlobStore(BlobStore):
         self.url = url or str(self.root)
         self._objects = self.root / "objects"
         self._tmp = self.root / "tmp"
+        self._batch_lock = threading.Lock()
+        self._batch_depth = 0
+        self._pending: dict[str, Path] = {}  # digest -> its complete temporary file
 
     def _path(self, digest: str) -> Path:
         return self._objects / digest[:2] / digest[2:]
@@ -53,7 +66,50 @@ class LocalBlobStore(BlobStore):
     # -- core -------------------------------------------------------------------
 
     def exists(self, digest: str) -> bool:
-        return self._path(check_digest(digest)).exists()
+        check_digest(digest)
+        return digest in self._pending or self._path(digest).exists()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        with self._batch_lock:
+            self._batch_depth += 1
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            with self._batch_lock:
+                self._batch_depth -= 1
+                done = self._batch_depth == 0
+                pending = dict(self._pending) if done else {}
+                if done:
+                    self._pending.clear()
+            if done and pending:
+                if ok:
+                    self._publish_all(pending)
+                else:
+                    for tmp in pending.values():
+                        unlink_quietly(tmp)
+
+    def _publish_all(self, pending: dict[str, Path]) -> None:
+        """Flush, rename every pending object into place, flush again."""
+        with self._io(f"publishing {len(pending)} blobs"):
+            try:
+                if self.fsync:
+                    _syncfs(self.root)
+                made: set[Path] = set()
+                for digest, tmp in pending.items():
+                    final = self._path(digest)
+                    if final.parent not in made:
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        made.add(final.parent)
+                    os.replace(tmp, final)
+                if self.fsync:
+                    _syncfs(self.root)
+            except BaseException:
+                for tmp in pending.values():
+                    unlink_quietly(tmp)
+                raise
 
     def size(self, digest: str) -> int:
         path = self._path(check_digest(digest))
@@ -88,24 +144,30 @@ class LocalBlobStore(BlobStore):
             try:
                 return open(self._path(digest), "rb", buffering=0)
             except FileNotFoundError:
+                pending = self._pending.get(digest)  # written in a batch not yet published
+                if pending is not None:
+                    return open(pending, "rb", buffering=0)
                 raise self._missing(digest) from None
 
     def _store_bytes(self, digest: str, data: bytes) -> None:
         with self._io(f"writing blob {digest}"):
             tmp, fd = self._new_tmp()
+            kept = False
             try:
                 with os.fdopen(fd, "wb", buffering=0) as f:
                     view = memoryview(data)
                     while view:
                         view = view[f.write(view) or 0 :]
-                self._publish(tmp, digest)
+                kept = self._publish(tmp, digest)
             finally:
-                unlink_quietly(tmp)
+                if not kept:
+                    unlink_quietly(tmp)
 
     def _store_file(self, digest: str, path: Path) -> None:
         with self._io(f"writing blob {digest} from {path}"):
             tmp, fd = self._new_tmp()
             os.close(fd)
+            kept = False
             try:
                 # copyfile uses copy_file_range/sendfile: the data never enters Python.
                 shutil.copyfile(path, tmp)
@@ -115,9 +177,10 @@ class LocalBlobStore(BlobStore):
                         f"{path} changed while it was being stored (hashed as {digest}, "
                         f"copied as {actual}); store it again once nothing writes to it"
                     )
-                self._publish(tmp, digest)
+                kept = self._publish(tmp, digest)
             finally:
-                unlink_quietly(tmp)
+                if not kept:
+                    unlink_quietly(tmp)
 
     # -- faster paths -------------------------------------------------------------
 
@@ -125,6 +188,7 @@ class LocalBlobStore(BlobStore):
         """Store everything read from a binary stream; return its digest."""
         with self._io("writing a blob from a stream"):
             tmp, fd = self._new_tmp()
+            kept = False
             try:
                 hasher = new_hasher()
                 with os.fdopen(fd, "wb") as f:
@@ -132,10 +196,11 @@ class LocalBlobStore(BlobStore):
                         hasher.update(chunk)
                         f.write(chunk)
                 digest = str(hasher.hexdigest())
-                self._publish(tmp, digest)
+                kept = self._publish(tmp, digest)
                 return digest
             finally:
-                unlink_quietly(tmp)
+                if not kept:
+                    unlink_quietly(tmp)
 
     def _download(self, digest: str, dest: Path) -> None:
         try:
@@ -157,12 +222,20 @@ class LocalBlobStore(BlobStore):
             self._tmp.mkdir(parents=True, exist_ok=True)
             return tmp, os.open(tmp, flags, 0o666)
 
-    def _publish(self, tmp: Path, digest: str) -> None:
-        """Rename a complete temporary file to the blob's name, unless it exists."""
+    def _publish(self, tmp: Path, digest: str) -> bool:
+        """Rename a complete temporary file to the blob's name, unless it exists
+        (inside a batch: keep it for the batch to rename after its flush)."""
         final = self._path(digest)
         if final.exists():
-            return  # another writer got there first; identical bytes by construction
+            return False  # another writer got there first; identical bytes by construction
         os.chmod(tmp, _OBJECT_MODE)
+        if self._batch_depth:
+            with self._batch_lock:
+                if self._batch_depth:
+                    if digest in self._pending:
+                        return False  # the same content is already pending
+                    self._pending[digest] = tmp
+                    return True
         if self.fsync:
             _fsync_path(tmp)
         try:
@@ -172,6 +245,35 @@ class LocalBlobStore(BlobStore):
             os.replace(tmp, final)
         if self.fsync:
             _fsync_path(final.parent)
+        return True
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (Linux ``syncfs``; ``sync`` elsewhere)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        libc = _libc()
+        if libc is not None and libc.syncfs(fd) == 0:
+            return
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _libc() -> Any:
+    """The C library, for ``syncfs`` (Python's ``os`` has only ``sync``); loaded on first use."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.syncfs.argtypes = [ctypes.c_int]
+        return libc
+    except (OSError, AttributeError):
+        return None
 
 
 def _fsync_path(path: Path) -> None:

@@ -199,20 +199,38 @@ def data() -> None:
 @cli.group(
     cls=LazyGroup,
     lazy={
-        "alias": ("shipyard.cli._models:alias_model", "Point an alias at a version."),
-        "events": ("shipyard.cli._models:events_model", "The audit log of alias moves."),
-        "export": ("shipyard.cli._models:export_model", "Export a version to ONNX, with parity."),
-        "list": ("shipyard.cli._models:list_models", "List registered models."),
+        "alias": (
+            "shipyard.cli._models:alias_model",
+            "Point ALIAS of NAME at VERSION (or remove it with --delete).",
+        ),
+        "events": (
+            "shipyard.cli._models:events_model",
+            "The audit log: every attempt to move an alias, with who, why and the outcome.",
+        ),
+        "export": (
+            "shipyard.cli._models:export_model",
+            "Export a model version (models:/NAME/3 or NAME@alias) to ONNX and check parity.",
+        ),
+        "list": (
+            "shipyard.cli._models:list_models",
+            "List registered models with their latest version and aliases.",
+        ),
         "promote": (
             "shipyard.cli._models:promote_model",
-            "Move an alias to a version through the production gates.",
+            "Move ALIAS of NAME to VERSION if it passes the production gates.",
         ),
         "register": (
             "shipyard.cli._models:register_model",
-            "Register a run's model package as a new version.",
+            "Register a run's model package as the next version of NAME.",
         ),
-        "show": ("shipyard.cli._models:show_model", "Show a model, its aliases and versions."),
-        "versions": ("shipyard.cli._models:versions_model", "List a model's versions."),
+        "show": (
+            "shipyard.cli._models:show_model",
+            "Show a registered model: contract, aliases, versions and recent alias moves.",
+        ),
+        "versions": (
+            "shipyard.cli._models:versions_model",
+            "List a model's versions with their aliases, flavor and run.",
+        ),
     },
 )
 def models() -> None:
@@ -225,7 +243,7 @@ def models() -> None:
 
 cli.lazy["lineage"] = (
     "shipyard.cli._models:lineage",
-    "Trace a model version to its run, code, data, params and metrics.",
+    "Trace a model version: run, code commit and diff, data, params, metrics, experiment.",
 )
 
 

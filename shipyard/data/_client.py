@@ -172,8 +172,9 @@ class DataClient:
         result = self._scan(root, exclude, progress)
         entries = list(result.entries)
         manifest = result.manifest()
-        self._upload(root, entries, progress)
-        digest = self.blobs.put_bytes(manifest.to_bytes())
+        with self.blobs.batch():  # one flush for all new blobs, before the version refers to them
+            self._upload(root, entries, progress)
+            digest = self.blobs.put_bytes(manifest.to_bytes())
         ds = self.store.get_or_create_dataset(self._project_id(), name)
         latest = self.store.latest_dataset_version(ds.id)
         old = self.entries(latest) if latest is not None else []

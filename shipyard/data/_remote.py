@@ -53,6 +53,8 @@ DEFAULT_PACK_TARGET = 64 << 20
 _MAX_GAP = 256 << 10
 _MAX_SPAN = 16 << 20
 _BATCH = 512
+#: Pull tasks (ranged reads of up to _MAX_SPAN, or one loose blob) per published batch.
+_PUBLISH_EVERY = 4
 _T = TypeVar("_T")
 
 
@@ -203,7 +205,11 @@ def pull(
                 spans = coalesce(pack, entries, max_gap=_MAX_GAP, max_span=_MAX_SPAN)
                 tasks.extend(partial(_pull_span, local, remote, span) for span in spans)
             meter = _Meter(progress, sum(have[d].length for d in need))
-            _run_all(pool, tasks, meter)
+            # Blobs are published (and the disk flushed once) every _PUBLISH_EVERY
+            # tasks: cheap like one batch, and an interrupted pull keeps what it got.
+            for start in range(0, len(tasks), _PUBLISH_EVERY):
+                with local.batch():
+                    _run_all(pool, tasks[start : start + _PUBLISH_EVERY], meter)
             requests, bytes_moved = remote.requests, meter.done
     return TransferReport(
         objects_moved=len(need),

@@ -32,7 +32,7 @@ __all__ = ["MANIFEST_NAME", "Lineage", "RegistryClient", "current_user", "gated_
 #: The package manifest's file name inside a package tree (written by shipyard.models).
 MANIFEST_NAME = "shipyard-model.json"
 #: Manifest fields copied onto the version, so listings need no blob reads.
-_COPIED = ("flavor", "signature", "contract", "requirements", "format_version")
+_COPIED = ("format", "flavor", "signature", "contract", "requirements")
 DEFAULT_GATED = ("production",)
 
 

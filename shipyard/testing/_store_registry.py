@@ -40,9 +40,11 @@ class RegistryTests:
         assert b.contract["min_metrics"] == {"val_auc": 0.9}
         changed = store.update_registered_model(b.id, tags={"tier": "1"})
         assert dict(changed.tags) == {"team": "rides", "tier": "1"}
-        assert changed.description == "pricing" and changed.contract == b.contract
+        assert changed.description == "pricing"
+        assert changed.contract == b.contract
         changed = store.update_registered_model(b.id, description="", contract={})
-        assert changed.description == "" and dict(changed.contract) == {}
+        assert changed.description == ""
+        assert dict(changed.contract) == {}
         assert store.get_registered_model(b.id) == changed
 
     def test_model_names_are_checked_and_unique(self, store: Store) -> None:
@@ -77,7 +79,8 @@ class RegistryTests:
         assert (v1.version, v2.version) == (1, 2)
         assert store.get_model_version(model.id, 1) == v1
         assert store.list_model_versions(model.id) == [v1, v2]
-        assert v1.metadata["flavor"] == "sklearn" and v1.created_by == "ana"
+        assert v1.metadata["flavor"] == "sklearn"
+        assert v1.created_by == "ana"
         assert store.list_run_model_versions(run.id) == [v1]
         with pytest.raises(NotFoundError, match="no version 3"):
             store.get_model_version(model.id, 3)
@@ -92,9 +95,11 @@ class RegistryTests:
         """Description and tags of a version change; its package and number do not."""
         model = _model(store, versions=1)
         changed = store.update_model_version(model.id, 1, description="good", tags={"a": "1"})
-        assert changed.description == "good" and dict(changed.tags) == {"a": "1"}
+        assert changed.description == "good"
+        assert dict(changed.tags) == {"a": "1"}
         changed = store.update_model_version(model.id, 1, tags={"b": "2"})
-        assert dict(changed.tags) == {"a": "1", "b": "2"} and changed.package_digest == PKG
+        assert dict(changed.tags) == {"a": "1", "b": "2"}
+        assert changed.package_digest == PKG
         assert store.get_model_version(model.id, 1) == changed
 
     def test_concurrent_versions_get_distinct_numbers(self, store: Store) -> None:
@@ -154,7 +159,8 @@ class RegistryTests:
             ("production", 2, 1, "refused", "cy"),
             ("staging", 2, None, "removed", "bo"),
         ]
-        assert log[3].report["gate"] == "latency" and log[0].reason == "first release"
+        assert log[3].report["gate"] == "latency"
+        assert log[0].reason == "first release"
         assert [e.id for e in log] == sorted(e.id for e in log)
         assert [e.outcome for e in store.list_alias_events(model.id, "staging")] == [
             "moved",
@@ -212,7 +218,7 @@ class RegistryTests:
         assert all(e.from_version == winner.to_version for e in log if e.outcome == "conflict")
 
     def test_bad_alias_arguments(self, store: Store) -> None:
-        """Aliases that could read as versions, unknown outcomes and unknown versions are refused."""
+        """Aliases that read as versions, unknown outcomes and unknown versions are refused."""
         model = _model(store, versions=1)
         for bad in ("1", "", "a b", "-x", "a" * 65):
             with pytest.raises(InvalidArgumentError, match="alias"):

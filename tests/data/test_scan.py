@@ -362,7 +362,8 @@ def test_an_unchanged_walk_is_served_by_the_snapshot(
     with monkeypatch.context() as m:
         m.setattr(cache, "load_tree", refuse)
         second = scan(tree, cache=cache)
-    assert second.entries == first.entries and second.files_hashed == 0
+    assert second.entries == first.entries
+    assert second.files_hashed == 0
     st = os.stat(tree / "a.txt")
     (tree / "a.txt").write_bytes(b"ALPHA")
     os.utime(tree / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # only ctime tells
@@ -380,7 +381,8 @@ def test_a_racy_walk_saves_no_snapshot(tmp_path: Path, cache: StatCache) -> None
     os.utime(path, ns=(then, then))
     scan(path.parent, cache=cache)
     snapshot = cache.load_snapshot(path.parent)
-    assert snapshot is not None and snapshot.rels == ["f.txt"]
+    assert snapshot is not None
+    assert snapshot.rels == ["f.txt"]
 
 
 def test_a_file_changed_while_hashed_saves_no_snapshot(tmp_path: Path, cache: StatCache) -> None:

@@ -22,7 +22,7 @@ _SCRIPT = Path(sys.executable).with_name("shipyard")
 SHIPYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shipyard.cli"]
 
 MANIFEST = {
-    "format_version": 1,
+    "format": "shipyard.model/1",
     "flavor": {"name": "sklearn"},
     "signature": {"inputs": {"kind": "dataframe", "specs": [{"name": "km", "dtype": "float64"}]}},
     "contract": {"latency_p99_ms": 100},
@@ -78,7 +78,8 @@ def test_register_versions_and_metadata(home: Path, tmp_path: Path) -> None:
     assert v1.metadata["flavor"] == {"name": "sklearn"}
     assert v1.metadata["contract"] == {"latency_p99_ms": 100}
     assert "ignored" not in v1.metadata
-    assert v1.run_id == run_id and v1.source == f"runs:/{run_id}/model"
+    assert v1.run_id == run_id
+    assert v1.source == f"runs:/{run_id}/model"
     assert registry.resolve("models:/rides-pricing/2") == v2
     assert registry.resolve("rides-pricing/1") == v1
 
@@ -115,7 +116,7 @@ def test_gated_aliases_need_a_promotion(home: Path, tmp_path: Path) -> None:
     with pytest.raises(StateError, match="gated"):
         registry.set_alias("m", "staging", 1)
     registry.delete_alias("m", "staging", reason="done")
-    assert [(e.outcome, e.actor) for e in registry.events("m")][0] == ("moved", "ana")
+    assert next((e.outcome, e.actor) for e in registry.events("m")) == ("moved", "ana")
     assert [e.outcome for e in registry.events("m")] == ["moved", "removed"]
 
 
@@ -126,10 +127,12 @@ def test_lineage_follows_run_code_data_params_metrics(home: Path, tmp_path: Path
     registry.register(f"runs:/{run_id}/model", "m")
     registry.set_alias("m", "candidate", 1)
     found = registry.lineage("models:/m@candidate").to_dict()
-    assert found["run"]["id"] == run_id and found["aliases"] == ["candidate"]
+    assert found["run"]["id"] == run_id
+    assert found["aliases"] == ["candidate"]
     assert found["code"]["git_commit"] == "ab" * 20
     assert [(d["ref"], d["role"]) for d in found["datasets"]] == [("rides@1", "train")]
-    assert found["params"] == {"alpha": 0.1} and found["metrics"] == {"val_auc": 0.91}
+    assert found["params"] == {"alpha": 0.1}
+    assert found["metrics"] == {"val_auc": 0.91}
     assert found["experiment"]["name"] == "exp-0.91"
     data = DataClient(registry.tracking_uri, registry.blob_uri, home=home)
     assert data.lineage("rides@1").models == (("m", 1),)
@@ -155,7 +158,8 @@ def test_concurrent_registration_of_a_new_name(home: Path, tmp_path: Path) -> No
         t.start()
     for t in threads:
         t.join()
-    assert not errors and sorted(made) == [1, 2, 3, 4]
+    assert not errors
+    assert sorted(made) == [1, 2, 3, 4]
     assert len(registry.list_models()) == 1
 
 
@@ -171,7 +175,8 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_models_commands(home: Path, tmp_path: Path) -> None:
     """register, list, show, versions, alias, events and lineage through the real CLI."""
     empty = _cli(home, "models", "list")
-    assert empty.returncode == 0 and "no registered models yet" in empty.stderr
+    assert empty.returncode == 0
+    assert "no registered models yet" in empty.stderr
     run_id = _package_run(home, tmp_path)
     out = _cli(home, "models", "register", f"runs:/{run_id}/model", "rides", "--tag", "k=v")
     assert out.returncode == 0, out.stderr
@@ -179,17 +184,21 @@ def test_models_commands(home: Path, tmp_path: Path) -> None:
     listed = _cli(home, "models", "list", "--json")
     assert json.loads(listed.stdout)[0]["latest_version"] == 1
     refused = _cli(home, "models", "alias", "rides", "production", "1")
-    assert refused.returncode == 1 and "promote" in refused.stderr
+    assert refused.returncode == 1
+    assert "promote" in refused.stderr
     moved = _cli(home, "models", "alias", "rides", "staging", "1", "--reason", "smoke")
-    assert moved.returncode == 0 and "rides@staging -> version 1 (was unset)" in moved.stdout
+    assert moved.returncode == 0
+    assert "rides@staging -> version 1 (was unset)" in moved.stdout
     shown = json.loads(_cli(home, "models", "show", "rides", "--json").stdout)
     assert shown["aliases"] == {"staging": 1}
     assert shown["versions"][0]["tags"] == {"k": "v"}
     assert shown["events"][0]["reason"] == "smoke"
     versions = _cli(home, "models", "versions", "rides")
-    assert "staging" in versions.stdout and run_id[:12] in versions.stdout
+    assert "staging" in versions.stdout
+    assert run_id[:12] in versions.stdout
     events = _cli(home, "models", "events", "rides")
-    assert "moved" in events.stdout and "smoke" in events.stdout
+    assert "moved" in events.stdout
+    assert "smoke" in events.stdout
     lineage = _cli(home, "lineage", "rides@staging")
     assert lineage.returncode == 0, lineage.stderr
     for expected in (run_id, "abababababab", "uncommitted diff", "rides@1 (train)", "val_auc"):
@@ -197,9 +206,11 @@ def test_models_commands(home: Path, tmp_path: Path) -> None:
     as_json = json.loads(_cli(home, "lineage", "models:/rides/1", "--json").stdout)
     assert as_json["datasets"][0]["ref"] == "rides@1"
     bad = _cli(home, "lineage", "rides@9x!")
-    assert bad.returncode == 1 and "invalid model URI" in bad.stderr
+    assert bad.returncode == 1
+    assert "invalid model URI" in bad.stderr
     missing = _cli(home, "models", "show", "nope")
-    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr
     data = _cli(home, "data", "lineage", "rides@1", "--json")
     assert json.loads(data.stdout)["model_versions"][0]["uri"] == "models:/rides/1"
 
