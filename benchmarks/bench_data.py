@@ -651,14 +651,7 @@ def run(quick: bool = False) -> list[Figure]:
     big = _big_file(big_size)
     small = _small_files(n_small)
     gen_s = time.perf_counter() - t0
-    figures: list[Figure] = []
-    try:
-        import dvc  # type: ignore[import-not-found]  # noqa: F401
-
-        dvc_note = "DVC installed, but no side-by-side is wired in yet"
-    except ImportError:
-        dvc_note = "DVC not installed here: no side-by-side"
-    figures.append(Figure(NAME, "DVC side-by-side", None, "s", note=dvc_note))
+    figures: list[Figure] = []  # DVC beside these figures: bench_dvc (make bench-dvc-env)
     for label, src, is_small, scale in (
         (f"{n_small // 1000}k x 1 KiB", small, True, n_small / 100_000),
         (f"{big_size >> 20} MiB file" if quick else "1 GiB file", big, False, big_size / 2**30),
