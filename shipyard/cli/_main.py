@@ -203,6 +203,10 @@ def data() -> None:
             "shipyard.cli._models:alias_model",
             "Point ALIAS of NAME at VERSION (or remove it with --delete).",
         ),
+        "contract": (
+            "shipyard.cli._models:contract_model",
+            "Show or set the production contract of a registered model.",
+        ),
         "events": (
             "shipyard.cli._models:events_model",
             "The audit log: every attempt to move an alias, with who, why and the outcome.",

@@ -27,6 +27,7 @@ from shipyard.types import AliasEvent, ModelVersion, RegisteredModel
 
 __all__ = [
     "alias_model",
+    "contract_model",
     "events_model",
     "export_model",
     "lineage",
@@ -303,6 +304,62 @@ def events_model(name: str, alias: str | None, as_json: bool) -> None:
         hint(f"no alias moves recorded for {name!r}")
         return
     console().print(_events_table(events))
+
+
+@click.command("contract")
+@click.argument("name")
+@click.option(
+    "--set", "terms", multiple=True, metavar="KEY=VALUE",
+    help="A term, VALUE in YAML (latency_p99_ms=100, min_metrics='{val_auc: 0.9}'); repeatable.",
+)  # fmt: skip
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False),
+              help="A YAML or JSON file with the whole contract.")  # fmt: skip
+@click.option("--clear", is_flag=True, help="Remove the registered model's contract.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def contract_model(
+    name: str, terms: tuple[str, ...], path: str | None, clear: bool, as_json: bool
+) -> None:
+    """Show or set the production contract of a registered model.
+
+    \b
+    Its terms override those each version was logged with when the gates run:
+    shipyard models contract rides --set latency_p99_ms=50 --set format=onnx
+    Keys: latency_p99_ms, latency_p50_ms, batch_size, device, format, min_metrics,
+    parity_rtol, parity_atol, and gated_aliases (aliases only promote may move).
+    """
+    import yaml
+
+    from shipyard.models import Contract
+
+    client = registry_client(read_only=not (terms or path or clear))
+    model = client.model(name)
+    if terms or path or clear:
+        new: dict[str, Any] = {} if clear or path else dict(model.contract)
+        if path:
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f) or {}
+            if not isinstance(loaded, dict):
+                raise click.BadParameter("expected a mapping of terms", param_hint="--file")
+            new.update(loaded)
+        for item in terms:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+            new[key.strip()] = yaml.safe_load(value)
+        gated = new.pop("gated_aliases", None)
+        Contract.from_dict(new)  # refuses unknown keys and bad values, naming them
+        if gated is not None:
+            new["gated_aliases"] = gated
+        model = client.set_contract(name, new)
+    data = dict(model.contract)
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        hint(f"{name!r} has no registered-model contract (versions keep their own)")
+        return
+    for key, value in data.items():
+        click.echo(f"{key}: {value}")
 
 
 # -- promote / export ---------------------------------------------------------------------

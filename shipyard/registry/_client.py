@@ -139,6 +139,22 @@ class RegistryClient:
             self._project_id(), name, description=description, tags=tags, contract=contract
         )
 
+    def set_contract(self, name: str, contract: dict[str, Any]) -> RegisteredModel:
+        """Replace the production contract of registered model ``name`` (its keys are
+        laid over each version's own contract when the gates run; ``{}`` clears it).
+        Callers validate the terms (:class:`shipyard.models.Contract`); this layer only
+        checks ``gated_aliases``."""
+        names = contract.get("gated_aliases")
+        if names is not None and (
+            not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+        ):
+            raise InvalidArgumentError(
+                f"invalid contract gated_aliases: expected a list of alias names, got {names!r}"
+            )
+        for alias in names or []:
+            check_alias(alias)
+        return self.store.update_registered_model(self.model(name).id, contract=contract)
+
     def versions(self, name: str) -> list[ModelVersion]:
         return self.store.list_model_versions(self.model(name).id)
 

@@ -262,3 +262,35 @@ def test_promote_and_export_commands(home: Path) -> None:
     assert [g["name"] for g in report["gates"] if g["passed"] is False] == ["metrics"]
     shown = json.loads(cli("models", "show", "rides", "--json").stdout)
     assert [e["outcome"] for e in shown["events"]] == ["moved", "refused"]
+
+
+@pytest.mark.slow
+def test_a_registered_model_contract_overrides_the_logged_one(home: Path) -> None:
+    """`models contract` sets terms the gates apply over each version's own; bad terms are
+    refused by name; gated_aliases makes another alias promotion-only."""
+    v = _version(1.0, NATIVE)
+    env = {k: val for k, val in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    bad = cli("models", "contract", "rides", "--set", "latency_p99=5")
+    assert bad.returncode == 1
+    assert "unknown key" in bad.stderr
+    tight = cli("models", "contract", "rides", "--set", "min_metrics={val_rmse: {max: 0.5}}")
+    assert tight.returncode == 0, tight.stderr
+    assert json.loads(cli("models", "contract", "rides", "--json").stdout) == {
+        "min_metrics": {"val_rmse": {"max": 0.5}}
+    }
+    with pytest.raises(GateFailedError, match=r"val_rmse = 1 \(needs <= 0.5\)"):
+        promote("rides", v, calls=CALLS)
+    gated = cli("models", "contract", "rides", "--clear", "--set", "gated_aliases=[staging]")
+    assert gated.returncode == 0, gated.stderr
+    refused = cli("models", "alias", "rides", "staging", str(v))
+    assert refused.returncode == 1
+    assert "gated" in refused.stderr
+    promote("rides", v, "staging", calls=CALLS)
+    assert RegistryClient().resolve("rides@staging").version == v
