@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole test suite: external services.
+"""Fixtures shared by the whole test suite: a fresh SHIPYARD_HOME, and external services.
 
 A test that needs a service (PostgreSQL today) skips when the service is not
 reachable, so ``pytest`` works on a laptop with nothing installed. CI sets
@@ -18,6 +18,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -25,6 +26,23 @@ import pytest
 POSTGRES_ADMIN_URL = os.environ.get(
     "SHIPYARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty SHIPYARD_HOME with the embedded SQLite store; the fluent tracking state
+    (active runs, tracking URI, experiment) reset around the test."""
+    from shipyard.tracking import _fluent
+
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SHIPYARD_TRACKING_URI", raising=False)
+    monkeypatch.delenv("SHIPYARD_BLOB_URI", raising=False)
+    _fluent.set_tracking_uri(None)
+    yield tmp_path / "home"
+    while _fluent._stack:
+        _fluent.end_run()
+    _fluent.set_tracking_uri(None)
+    _fluent._experiment = None
 
 
 def require_service(name: str, problem: str) -> NoReturn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,19 +15,6 @@ from shipyard.errors import (
     NotFoundError,
     StateError,
 )
-from shipyard.tracking import _fluent
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh SHIPYARD_HOME; the fluent tracking and data state reset around the test."""
-    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SHIPYARD_TRACKING_URI", raising=False)
-    monkeypatch.delenv("SHIPYARD_BLOB_URI", raising=False)
-    _fluent.set_tracking_uri(None)
-    yield tmp_path / "home"
-    while _fluent._stack:
-        _fluent.end_run()
 
 
 @pytest.fixture

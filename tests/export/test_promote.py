@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +18,10 @@ import shipyard
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
 from shipyard.export import ExportError, GateFailedError, export_version, promote
 from shipyard.registry import RegistryClient
-from shipyard.tracking import _fluent
 
 _SCRIPT = Path(sys.executable).with_name("shipyard")
 SHIPYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shipyard.cli"]
 CALLS = 20  # timed predict calls per latency gate: enough to test the gate, quick
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SHIPYARD_TRACKING_URI", raising=False)
-    monkeypatch.delenv("SHIPYARD_BLOB_URI", raising=False)
-    _fluent.set_tracking_uri(None)
-    yield tmp_path / "home"
-    while _fluent._stack:
-        _fluent.end_run()
-    _fluent.set_tracking_uri(None)
 
 
 def _rides(n: int = 300, seed: int = 0) -> tuple[Any, Any]:
