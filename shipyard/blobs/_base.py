@@ -84,6 +84,40 @@ def tmp_path_next_to(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
 
 
+#: Blobs up to this size are read into memory whole when written out or stored.
+SMALL_BLOB = 1 << 20
+
+
+def read_small_file(path: PathLike) -> bytes | None:
+    """The file's bytes if it has at most ``SMALL_BLOB`` of them, else None: plain
+    ``os`` calls sized by ``fstat`` (no 1 MiB read buffer, no ``isatty``/``lseek``)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size > SMALL_BLOB:
+            return None
+        data = os.read(fd, size + 1)  # a regular file reads whole; one byte more shows growth
+        while len(data) > size and len(data) <= SMALL_BLOB:
+            more = os.read(fd, SMALL_BLOB + 1 - len(data))
+            if not more:
+                break
+            data += more
+        return data if len(data) <= SMALL_BLOB else None
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (it must not exist) holding ``data``; ``mode`` before the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
 def unlink_quietly(path: PathLike) -> None:
     """Remove a file if it is there."""
     with suppress(FileNotFoundError):
@@ -246,8 +280,9 @@ class BlobStore(abc.ABC):
                 if not self.exists(item[0]):
                     self._store_file(*item)
 
-            list(pool.map(upload, sources.items()))
-        return self.put_bytes(manifest.to_bytes())
+            with self.batch():  # the files, then the manifest naming them, flushed once
+                list(pool.map(upload, sources.items()))
+                return self.put_bytes(manifest.to_bytes())
 
     # -- reading ----------------------------------------------------------------
 
@@ -302,11 +337,15 @@ class BlobStore(abc.ABC):
         *,
         verify: bool = True,
         max_workers: int | None = None,
+        fresh: bool = False,
     ) -> Manifest:
         """Write the tree named by a manifest digest under ``dest_dir``; return the manifest.
 
         Each file is replaced atomically and gets its executable bit back. Files
         already in ``dest_dir`` that the manifest does not list are left alone.
+        ``fresh``: ``dest_dir`` is a new folder no one else reads until the caller
+        renames it into place (a staging folder), so files are written in place
+        instead of through a temporary file each -- half the file creations.
         """
         manifest = self.read_manifest(digest, verify=verify)
         dest = Path(dest_dir)
@@ -323,7 +362,12 @@ class BlobStore(abc.ABC):
 
         def fetch(entry: ManifestEntry) -> None:
             self._get_file(
-                entry.digest, dest / entry.path, verify=verify, executable=entry.executable
+                entry.digest,
+                dest / entry.path,
+                verify=verify,
+                executable=entry.executable,
+                in_place=fresh,
+                make_parent=False,  # made above
             )
 
         with ThreadPoolExecutor(max_workers, thread_name_prefix="shipyard-blobs") as pool:
@@ -347,22 +391,49 @@ class BlobStore(abc.ABC):
         if actual != digest:
             raise CorruptBlobError(digest, self._location(digest), actual)
 
-    def _get_file(self, digest: str, dest: Path, *, verify: bool, executable: bool) -> None:
+    def _get_file(
+        self,
+        digest: str,
+        dest: Path,
+        *,
+        verify: bool,
+        executable: bool,
+        in_place: bool = False,
+        make_parent: bool = True,
+    ) -> None:
+        """Write a blob to ``dest``: through a temporary file renamed over it, or
+        (``in_place``, for a staging folder) straight to it. Blobs up to
+        ``SMALL_BLOB`` bytes are read whole, checked in memory and written with one
+        call: no second read of what was just written."""
         check_digest(digest)
-        tmp = tmp_path_next_to(dest)
+        target = dest if in_place else tmp_path_next_to(dest)
         try:
             with os_errors(f"writing blob {digest} to {dest}", "check free space and permissions"):
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                self._download(digest, tmp)
-                if verify:
-                    self._check(digest, hash_file(tmp))
-                if executable:
-                    mode = os.stat(tmp).st_mode
-                    os.chmod(tmp, mode | ((mode & 0o444) >> 2))
-                os.replace(tmp, dest)
+                if make_parent:
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                data = self._read_small(digest)
+                if data is not None:
+                    if verify:
+                        self._check(digest, hash_bytes(data))
+                    _write_new(target, data, 0o777 if executable else 0o666)
+                else:
+                    self._download(digest, target)
+                    if verify:
+                        self._check(digest, hash_file(target))
+                    if executable:
+                        mode = os.stat(target).st_mode
+                        os.chmod(target, mode | ((mode & 0o444) >> 2))
+                if not in_place:
+                    os.replace(target, dest)
         except BaseException:
-            unlink_quietly(tmp)
+            unlink_quietly(target)
             raise
+
+    def _read_small(self, digest: str) -> bytes | None:
+        """The blob's bytes if it has at most ``SMALL_BLOB`` of them, else None."""
+        with self._open_raw(digest) as src:
+            data = src.read(SMALL_BLOB + 1)
+        return data if len(data) <= SMALL_BLOB else None
 
     def _hash_source(self, path: Path) -> tuple[str, int]:
         """Digest and size of a local file, refusing a file that changes meanwhile."""

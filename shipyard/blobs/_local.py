@@ -13,8 +13,14 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard.blobs._base import BlobStore, PathLike, os_errors, unlink_quietly
-from shipyard.blobs._hashing import CHUNK_SIZE, check_digest, hash_file, new_hasher
+from shipyard.blobs._base import (
+    BlobStore,
+    PathLike,
+    os_errors,
+    read_small_file,
+    unlink_quietly,
+)
+from shipyard.blobs._hashing import CHUNK_SIZE, check_digest, hash_bytes, hash_file, new_hasher
 from shipyard.errors import StoreError
 
 __all__ = ["LocalBlobStore"]
@@ -151,20 +157,31 @@ class LocalBlobStore(BlobStore):
 
     def _store_bytes(self, digest: str, data: bytes) -> None:
         with self._io(f"writing blob {digest}"):
-            tmp, fd = self._new_tmp()
+            tmp, fd = self._new_tmp(_OBJECT_MODE)  # read-only from birth: no chmod later
             kept = False
             try:
-                with os.fdopen(fd, "wb", buffering=0) as f:
+                try:
                     view = memoryview(data)
                     while view:
-                        view = view[f.write(view) or 0 :]
-                kept = self._publish(tmp, digest)
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                kept = self._publish(tmp, digest, chmod=False)
             finally:
                 if not kept:
                     unlink_quietly(tmp)
 
     def _store_file(self, digest: str, path: Path) -> None:
         with self._io(f"writing blob {digest} from {path}"):
+            head = read_small_file(path)
+            if head is not None:
+                # A small file: one read, checked in memory, one write -- instead of a
+                # copy and a second read of the copy.
+                actual = hash_bytes(head)
+                if actual != digest:
+                    raise self._changed(path, digest, actual)
+                self._store_bytes(digest, head)
+                return
             tmp, fd = self._new_tmp()
             os.close(fd)
             kept = False
@@ -173,10 +190,7 @@ class LocalBlobStore(BlobStore):
                 shutil.copyfile(path, tmp)
                 actual = hash_file(tmp)
                 if actual != digest:
-                    raise StoreError(
-                        f"{path} changed while it was being stored (hashed as {digest}, "
-                        f"copied as {actual}); store it again once nothing writes to it"
-                    )
+                    raise self._changed(path, digest, actual)
                 kept = self._publish(tmp, digest)
             finally:
                 if not kept:
@@ -202,6 +216,15 @@ class LocalBlobStore(BlobStore):
                 if not kept:
                     unlink_quietly(tmp)
 
+    def _read_small(self, digest: str) -> bytes | None:
+        try:
+            return read_small_file(self._path(digest))
+        except FileNotFoundError:
+            pending = self._pending.get(digest)
+            if pending is not None:
+                return read_small_file(pending)
+            raise self._missing(digest) from None
+
     def _download(self, digest: str, dest: Path) -> None:
         try:
             shutil.copyfile(self._path(digest), dest)
@@ -212,30 +235,40 @@ class LocalBlobStore(BlobStore):
 
     # -- helpers ------------------------------------------------------------------
 
-    def _new_tmp(self) -> tuple[Path, int]:
-        """A new, empty temporary file in ``<root>/tmp`` and its open descriptor."""
+    def _new_tmp(self, mode: int = 0o666) -> tuple[Path, int]:
+        """A new, empty temporary file in ``<root>/tmp`` and its open (writable) descriptor."""
         tmp = self._tmp / uuid.uuid4().hex
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         try:
-            return tmp, os.open(tmp, flags, 0o666)
+            return tmp, os.open(tmp, flags, mode)
         except FileNotFoundError:
             self._tmp.mkdir(parents=True, exist_ok=True)
-            return tmp, os.open(tmp, flags, 0o666)
+            return tmp, os.open(tmp, flags, mode)
 
-    def _publish(self, tmp: Path, digest: str) -> bool:
+    @staticmethod
+    def _changed(path: Path, digest: str, actual: str) -> StoreError:
+        return StoreError(
+            f"{path} changed while it was being stored (hashed as {digest}, "
+            f"copied as {actual}); store it again once nothing writes to it"
+        )
+
+    def _publish(self, tmp: Path, digest: str, *, chmod: bool = True) -> bool:
         """Rename a complete temporary file to the blob's name, unless it exists
         (inside a batch: keep it for the batch to rename after its flush)."""
         final = self._path(digest)
-        if final.exists():
-            return False  # another writer got there first; identical bytes by construction
-        os.chmod(tmp, _OBJECT_MODE)
         if self._batch_depth:
+            if chmod:
+                os.chmod(tmp, _OBJECT_MODE)
             with self._batch_lock:
                 if self._batch_depth:
                     if digest in self._pending:
                         return False  # the same content is already pending
                     self._pending[digest] = tmp
                     return True
+        if final.exists():
+            return False  # another writer got there first; identical bytes by construction
+        if chmod:
+            os.chmod(tmp, _OBJECT_MODE)
         if self.fsync:
             _fsync_path(tmp)
         try:

@@ -304,7 +304,7 @@ class DataClient:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.shipyard-{uuid.uuid4().hex[:8]}"
         try:
-            self.blobs.get_tree(version.digest, staging)
+            self.blobs.get_tree(version.digest, staging, fresh=True)
             if target.exists():
                 backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
                 target.rename(backup)

@@ -144,7 +144,7 @@ def fetch_package(blobs: BlobStore, digest: str, cache_root: Path, where: str) -
     cache_root.mkdir(parents=True, exist_ok=True)
     staging = cache_root / f".{digest}.{uuid.uuid4().hex}.tmp"
     try:
-        blobs.get_tree(digest, staging)
+        blobs.get_tree(digest, staging, fresh=True)
     except CorruptBlobError as e:
         shutil.rmtree(staging, ignore_errors=True)
         names = [x.path for x in manifest.entries if x.digest == e.digest] or ["a file"]
