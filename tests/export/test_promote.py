@@ -280,3 +280,45 @@ def test_a_registered_model_contract_overrides_the_logged_one(home: Path) -> Non
     assert "gated" in refused.stderr
     promote("rides", v, "staging", calls=CALLS)
     assert RegistryClient().resolve("rides@staging").version == v
+
+
+@pytest.mark.slow
+def test_torch_and_xgboost_versions_export_and_promote(home: Path) -> None:
+    """A torch module (dynamo exporter) and an XGBoost regressor (onnxmltools) go through
+    export with parity and all four gates, like the sklearn pipeline."""
+    import torch
+    import xgboost
+    from export_support import build_mlp
+
+    contract = {"latency_p99_ms": 5000, "format": "onnx", "min_metrics": {"val_loss": {"max": 1}}}
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    features = np.random.default_rng(1).normal(size=(200, 5))
+    booster = xgboost.XGBRegressor(n_estimators=10, max_depth=3).fit(
+        features, features[:, 0] * 2 + features[:, 1]
+    )
+    cases = [
+        ("mlp", build_mlp(32).eval(), x, {"factory": "export_support:build_mlp",
+                                          "hparams": {"hidden": 32}}),
+        ("xgb", booster, features[:10].astype(np.float32), {}),
+    ]  # fmt: skip
+    for name, model, example, options in cases:
+        with shipyard.start_run(experiment="pricing"):
+            shipyard.log_metric("val_loss", 0.1)
+            info = shipyard.log_model(
+                model, "model", input_example=example, contract=contract, **options
+            )
+        v = shipyard.register_model(info.uri, name).version
+        result = promote(name, v, calls=CALLS)
+        assert [g.passed for g in result.report.gates] == [True, True, True, True], name
+        [export] = RegistryClient().store.list_model_exports(
+            RegistryClient().resolve(f"{name}/{v}").model_id, v
+        )
+        assert export.report["passed"] is True
+        exported = shipyard.models.load_package(export.package_digest)
+        np.testing.assert_allclose(
+            np.asarray(exported.predict(example)).reshape(-1),
+            np.asarray(shipyard.load_model(f"models:/{name}/{v}").predict(example)).reshape(-1),
+            rtol=1e-4,
+            atol=1e-4,
+        )
