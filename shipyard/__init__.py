@@ -88,14 +88,13 @@ def __getattr__(name: str) -> Any:
         @functools.wraps(_log_model)
         def log_model(*args: Any, **kwargs: Any) -> Any:
             # The package records the run's metrics and code version: first let
-            # the buffered metrics reach the store and the code capture finish
+            # the buffered metrics reach the store and the code version be stored
             # (shipyard.models cannot reach into tracking; this facade can).
             # Bounded waits: a dead store must not hang log_model.
             run = active_run()
             if run is not None:
                 run.flush(timeout=10.0)
-                for thread in list(run.background):
-                    thread.join(timeout=10.0)
+                run.code_recorded.wait(timeout=10.0)  # not the environment: it comes later
             return _log_model(*args, **kwargs)
 
         globals()[name] = log_model

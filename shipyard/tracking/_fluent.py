@@ -199,8 +199,12 @@ def start_run(
         _rebind()
     if run_id is None:
         capture = threading.Thread(
-            target=_capture, args=(client, run.id), name="shipyard-capture", daemon=True
+            target=_capture,
+            args=(client, run.id, active.code_recorded),
+            name="shipyard-capture",
+            daemon=True,
         )
+        active.code_recorded.clear()
         capture.start()
         active.background.append(capture)
     return active
@@ -225,13 +229,18 @@ def _check_resumable(client: TrackingClient, run_id: str) -> None:
         )
 
 
-def _capture(client: TrackingClient, run_id: str) -> None:
+def _capture(client: TrackingClient, run_id: str, code_recorded: threading.Event) -> None:
+    """Record the code version, then the environment (two writes, so a model logged
+    early waits only for the code, not for listing every installed package)."""
     from shipyard.tracking._context import capture_code, capture_environment
 
     try:
-        code = capture_code(put_blob=lambda data: client.blobs.put_bytes(data))
-        env = capture_environment()
-        client.store.update_run(run_id, code=code, environment=env)
+        try:
+            code = capture_code(put_blob=lambda data: client.blobs.put_bytes(data))
+            client.store.update_run(run_id, code=code)
+        finally:
+            code_recorded.set()
+        client.store.update_run(run_id, environment=capture_environment())
     except Exception as e:  # capture is best effort and never disturbs the run
         logger.warning("run %s: could not record code version and environment: %s", run_id, e)
 

@@ -69,6 +69,10 @@ class ActiveRun:
         self.foreign = False
         #: Threads (code/environment capture) that end() waits for.
         self.background: list[threading.Thread] = []
+        #: Set once the code version is stored (or its capture gave up): what
+        #: log_model waits for; the environment is recorded after it.
+        self.code_recorded = threading.Event()
+        self.code_recorded.set()  # cleared while a capture runs
         self._sampler: Any = None
         if system_metrics:
             from shipyard.tracking._system import SystemMetrics
