@@ -12,8 +12,11 @@ timeout under extreme contention) are retried with backoff.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -35,13 +38,83 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 def make_engine(uri: str) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql://...`` (psycopg 3)."""
     if uri.startswith("sqlite:"):
-        return _sqlite_engine(uri)
-    if uri.startswith(("postgresql:", "postgresql+psycopg:", "postgres:")):
+        engine = _sqlite_engine(uri)
+    elif uri.startswith(("postgresql:", "postgresql+psycopg:", "postgres:")):
         url = sa.make_url(uri.replace("postgres://", "postgresql://", 1))
         url = url.set(drivername="postgresql+psycopg")
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
-    raise InvalidArgumentError(
-        f"unsupported store URI {uri!r}: expected sqlite:///PATH, postgresql://..., memory: "
+        engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    else:
+        raise InvalidArgumentError(
+            f"unsupported store URI {uri!r}: expected sqlite:///PATH, postgresql://..., memory: "
+        )
+    _ENGINES.add(engine)
+    return engine
+
+
+#: Every engine of this process, so a forked child can give each a pool of its own.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: How long a fork waits for SQLite transactions of other threads to end.
+FORK_WAIT_S = 30.0
+
+
+class _ForkGate:
+    """SQLite connections in use hold it shared; ``fork`` holds it exclusively.
+
+    SQLite keeps its file locks' state in process memory. A child forked while a
+    thread was inside a transaction inherits that state and believes the lock is
+    held by one of its own connections: its first write then waits on a lock that
+    no live process holds (until the busy timeout). So a fork waits until no
+    SQLite connection is checked out, and none is checked out until it is done.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._forking = False
+
+    def enter(self, *_: object) -> None:
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._active += 1
+
+    def leave(self, *_: object) -> None:
+        with self._cond:
+            self._active -= 1
+            if self._active <= 0:
+                self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        self._cond.acquire()  # held across the fork; released in the parent
+        self._forking = True
+        self._cond.wait_for(lambda: self._active <= 0, timeout=FORK_WAIT_S)
+
+    def after_fork_in_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+    def after_fork_in_child(self) -> None:
+        self.__init__()  # type: ignore[misc]  # no thread of the parent exists here
+
+
+_FORK_GATE = _ForkGate()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not share connections with its parent, nor inherit a pool
+    whose lock another thread held at the fork: each engine gets a new, empty pool;
+    the parent's connections are left to it."""
+    _FORK_GATE.after_fork_in_child()
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_FORK_GATE.before_fork,
+        after_in_parent=_FORK_GATE.after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
     )
 
 
@@ -74,6 +147,9 @@ def _sqlite_engine(uri: str) -> Engine:
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+    event.listen(engine.pool, "checkout", _FORK_GATE.enter)
+    event.listen(engine.pool, "checkin", _FORK_GATE.leave)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
