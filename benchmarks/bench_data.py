@@ -643,34 +643,42 @@ def _measure(ds: _Dataset, *, small: bool, scale: float) -> None:
     )
 
 
-def run(quick: bool = False) -> list[Figure]:
+def datasets(quick: bool) -> list[tuple[str, Path, bool, float]]:
+    """``(label, path, small, scale)`` of the two generated datasets (made once, cached);
+    ``scale`` is the size relative to the full one, for scaling the targets."""
     big_size = (128 << 20) if quick else (1 << 30)
     n_small = 10_000 if quick else 100_000
+    return [
+        (f"{n_small // 1000}k x 1 KiB", _small_files(n_small), True, n_small / 100_000),
+        (
+            f"{big_size >> 20} MiB file" if quick else "1 GiB file",
+            _big_file(big_size),
+            False,
+            big_size / 2**30,
+        ),
+    ]
+
+
+def failed_rest(bench: str, label: str, e: Exception) -> Figure:
+    """The figure that stands for the steps a failure left unmeasured (it fails visibly)."""
+    return Figure(
+        bench, f"{label}: remaining steps", None, "s", note=f"{e}"[:300], error=f"{e}"[:500]
+    )
+
+
+def run(quick: bool = False) -> list[Figure]:
     reps = 2
     t0 = time.perf_counter()
-    big = _big_file(big_size)
-    small = _small_files(n_small)
+    sets = datasets(quick)
     gen_s = time.perf_counter() - t0
     figures: list[Figure] = []  # DVC beside these figures: bench_dvc (make bench-dvc-env)
-    for label, src, is_small, scale in (
-        (f"{n_small // 1000}k x 1 KiB", small, True, n_small / 100_000),
-        (f"{big_size >> 20} MiB file" if quick else "1 GiB file", big, False, big_size / 2**30),
-    ):
+    for label, src, is_small, scale in sets:
         with temp_dir("data") as tmp:
             ds = _Dataset(label, src, tmp, reps)
             try:
                 _measure(ds, small=is_small, scale=scale)
             except Exception as e:  # keep what was measured; the rest fails visibly
-                ds.figures.append(
-                    Figure(
-                        NAME,
-                        f"{label}: remaining steps",
-                        None,
-                        "s",
-                        note=f"{e}"[:300],
-                        error=f"{e}"[:500],
-                    )
-                )
+                ds.figures.append(failed_rest(NAME, label, e))
             figures += ds.figures
     figures.append(
         Figure(NAME, "  data generation (setup, cached)", gen_s, "s", note=str(DATA_DIR))

@@ -59,12 +59,10 @@ import bench_data
 from _common import ROOT, Figure, temp_dir
 from bench_data import (
     _best,
-    _big_file,
     _files,
     _flip,
     _measured,
     _recycle_pages,
-    _small_files,
     _touch_all,
 )
 
@@ -543,11 +541,8 @@ def run(quick: bool = False) -> list[Figure]:
             "`make bench-dvc-env` installs it in its own environment; no figures"
         )
         return []
-    big_size = (128 << 20) if quick else (1 << 30)
-    n_small = 10_000 if quick else 100_000
     reps = 2
-    big = _big_file(big_size)
-    small = _small_files(n_small)
+    sets = bench_data.datasets(quick)
     figures: list[Figure] = []
     with temp_dir("dvc") as tmp:
         dvc = _Dvc(exe, tmp)
@@ -572,25 +567,13 @@ def run(quick: bool = False) -> list[Figure]:
                     samples=overhead[f"{kind}_samples"],
                 )
             )
-    for label, src, is_small in (
-        (f"{n_small // 1000}k x 1 KiB", small, True),
-        (f"{big_size >> 20} MiB file" if quick else "1 GiB file", big, False),
-    ):
+    for label, src, is_small, _ in sets:
         with temp_dir("dvc") as tmp:
             ds = _Dataset(_Dvc(exe, tmp), label, src, tmp, reps)
             try:
                 _measure(ds, small=is_small, link=link)
             except Exception as e:  # keep what was measured; the rest fails visibly
-                ds.figures.append(
-                    Figure(
-                        NAME,
-                        f"{PREFIX}{label}: remaining steps",
-                        None,
-                        "s",
-                        note=f"{e}"[:300],
-                        error=f"{e}"[:500],
-                    )
-                )
+                ds.figures.append(bench_data.failed_rest(NAME, f"{PREFIX}{label}", e))
             figures += ds.figures
     return figures
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,6 +45,26 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         _fluent.end_run()
     _fluent.set_tracking_uri(None)
     _fluent._experiment = None
+
+
+_SCRIPT = Path(sys.executable).with_name("shipyard")
+#: The installed console script, else the module (same code path after start-up).
+SHIPYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shipyard.cli"]
+Cli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def shipyard_cli(home: Path) -> Cli:
+    """Run the real ``shipyard`` command, in its own process, on ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    return run
 
 
 def require_service(name: str, problem: str) -> NoReturn:

@@ -23,3 +23,14 @@ def new_id() -> str:
 def now() -> float:
     """Wall-clock seconds since the epoch (the unit of every stored time)."""
     return time.time()
+
+
+def current_user() -> str:
+    """The login name recorded as who did something ('' where there is none, as in
+    some containers: a missing name must never fail the user's call)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return ""

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from shipyard import context
-from shipyard.config import settings
+from shipyard._workspace import Workspace
 from shipyard.data._changes import Changes, compare
 from shipyard.data._refs import parse_ref
 from shipyard.errors import InvalidArgumentError, NotFoundError, StateError
-from shipyard.store import DEFAULT_PROJECT, Store, open_store
+from shipyard.store import Store
 from shipyard.types import Dataset, DatasetVersion, Run
 from shipyard.validation import check_key, check_name
 
@@ -62,8 +62,11 @@ class Lineage:
     models: tuple[tuple[str, int], ...] = ()
 
 
-class DataClient:
-    """Add, inspect, restore and move dataset versions; record what runs read."""
+class DataClient(Workspace):
+    """Add, inspect, restore and move dataset versions; record what runs read.
+
+    Takes :class:`~shipyard._workspace.Workspace`'s arguments.
+    """
 
     def __init__(
         self,
@@ -75,29 +78,11 @@ class DataClient:
         home: Path | None = None,
         project: str | None = None,
     ) -> None:
-        cfg = settings()
-        self.tracking_uri = tracking_uri or (store.uri if store else context.tracking_uri())
-        self.blob_uri = blob_uri or cfg.blob_uri
-        self.home = home or cfg.home
-        self.project = project or cfg.project or DEFAULT_PROJECT
-        self._store = store
-        self._blobs = blobs
+        super().__init__(
+            tracking_uri, blob_uri, store=store, blobs=blobs, home=home, project=project
+        )
         self._cache: StatCache | None = None
         self._lock = threading.Lock()
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.tracking_uri)
-        return self._store
-
-    @property
-    def blobs(self) -> BlobStore:
-        if self._blobs is None:
-            from shipyard.blobs import open_blob_store
-
-            self._blobs = open_blob_store(self.blob_uri)
-        return self._blobs
 
     @property
     def stat_cache(self) -> StatCache:
@@ -109,9 +94,6 @@ class DataClient:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._cache = StatCache(path)
             return self._cache
-
-    def _project_id(self) -> str:
-        return self.store.get_or_create_project(self.project).id
 
     # -- resolving ----------------------------------------------------------------
 

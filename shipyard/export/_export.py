@@ -46,16 +46,14 @@ class ExportResult:
 
 
 def golden_input(loaded: LoadedModel) -> Any:
-    """The raw input example recorded at log time (its rows are the golden examples)."""
-    from shipyard.models._examples import read_arrays, rebuild_input
-
-    note = loaded.manifest.get("examples")
-    if not note:
+    """The package's golden input; InvalidArgumentError when it was logged without one."""
+    example = loaded.golden_input()
+    if example is None:
         raise InvalidArgumentError(
             f"{loaded.uri} has no golden examples: log it with input_example= so exports "
             "can be checked and latency measured"
         )
-    return rebuild_input(read_arrays(loaded.path / note["files"]["inputs"]), note["input"])
+    return example
 
 
 def _native_outputs(loaded: LoadedModel) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shipyard._util import current_user
 from shipyard.errors import InvalidArgumentError, NotFoundError
 from shipyard.export._gates import (
     DEFAULT_CALLS,
@@ -23,7 +24,7 @@ from shipyard.export._gates import (
     signature_gate,
 )
 from shipyard.models import Contract
-from shipyard.registry import RegistryClient, current_user
+from shipyard.registry import RegistryClient
 from shipyard.types import AliasEvent, ModelVersion
 
 __all__ = ["PromotionResult", "check_gates", "promote"]

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,20 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 from shipyard import context
 from shipyard._util import FrozenDict
-from shipyard.config import settings
+from shipyard._workspace import Workspace
 from shipyard.errors import InvalidArgumentError, NotFoundError, StateError
 from shipyard.models._build import build_package
 from shipyard.models._loaded import LoadedModel, open_package
 from shipyard.models._package import fetch_package, json_safe
 from shipyard.models._resolve import resolve_models_uri
 from shipyard.models._signature import Signature
-from shipyard.store import Store, open_store
 from shipyard.types import Artifact
 from shipyard.uris import parse_runs_uri
 from shipyard.validation import check_artifact_path, check_id, describe
 
 if TYPE_CHECKING:
-    from shipyard.blobs import BlobStore
     from shipyard.models._contract import Contract
 
 __all__ = ["ModelClient", "ModelInfo"]
@@ -76,7 +73,7 @@ def _tree_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-class ModelClient:
+class ModelClient(Workspace):
     """Log and load model packages on a store and a blob store.
 
     Args:
@@ -87,40 +84,8 @@ class ModelClient:
             ``$SHIPYARD_HOME/blobs``.
         store, blobs: already opened ones (override the URIs).
         home: where the local package cache lives (default ``SHIPYARD_HOME``).
+        project: the project registered models are looked up in.
     """
-
-    def __init__(
-        self,
-        tracking_uri: str | None = None,
-        blob_uri: str | None = None,
-        *,
-        store: Store | None = None,
-        blobs: BlobStore | None = None,
-        home: Path | None = None,
-    ) -> None:
-        cfg = settings()
-        self.tracking_uri = tracking_uri or (store.uri if store else context.tracking_uri())
-        self.blob_uri = blob_uri or cfg.blob_uri
-        self.home = home or cfg.home
-        self._store = store
-        self._blobs = blobs
-        self._lock = threading.Lock()
-
-    @property
-    def store(self) -> Store:
-        with self._lock:
-            if self._store is None:
-                self._store = open_store(self.tracking_uri)
-            return self._store
-
-    @property
-    def blobs(self) -> BlobStore:
-        with self._lock:
-            if self._blobs is None:
-                from shipyard.blobs import open_blob_store
-
-                self._blobs = open_blob_store(self.blob_uri)
-            return self._blobs
 
     @property
     def cache_root(self) -> Path:
@@ -255,7 +220,7 @@ class ModelClient:
         if uri.startswith("runs:/"):
             digest = self._run_artifact(uri)
         elif uri.startswith("models:/"):
-            digest, _, _ = resolve_models_uri(uri, self.store)
+            digest, _, _ = resolve_models_uri(uri, self.store, self.project)
         elif _DIGEST_RE.fullmatch(uri):
             digest = uri
         else:

@@ -135,6 +135,14 @@ class LoadedModel:
 
         return predict_proba
 
+    def golden_input(self) -> Any:
+        """The raw input example recorded at log time (each row is a golden example),
+        rebuilt as the type it was logged as; None when the package has none."""
+        note = self.manifest.get("examples")
+        if not note:
+            return None
+        return rebuild_input(read_arrays(self.path / note["files"]["inputs"]), note["input"])
+
     def verify_examples(self) -> None:
         """Replay the golden examples recorded at log time.
 
@@ -146,7 +154,7 @@ class LoadedModel:
         if not note:
             return
         files = note["files"]
-        raw = rebuild_input(read_arrays(self.path / files["inputs"]), note["input"])
+        raw = self.golden_input()
         expected = named_outputs(read_arrays(self.path / files["outputs"]), note["outputs"])
         actual, _ = output_arrays(self.predict(raw))
         compare(expected, actual, note.get("tolerance") or {}, f"model package {self.uri}")

@@ -16,7 +16,6 @@ from shipyard.registry._client import (
     MANIFEST_NAME,
     Lineage,
     RegistryClient,
-    current_user,
     gated_aliases,
 )
 from shipyard.types import ModelVersion
@@ -26,7 +25,6 @@ __all__ = [
     "Lineage",
     "RegistryClient",
     "client",
-    "current_user",
     "gated_aliases",
     "register_model",
 ]

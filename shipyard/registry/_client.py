@@ -13,21 +13,18 @@ contract lists others under ``gated_aliases``) can only be moved by a promotion.
 
 from __future__ import annotations
 
-import getpass
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipyard import context
-from shipyard.blobs import BlobStore
-from shipyard.config import settings
+from shipyard._util import current_user
+from shipyard._workspace import Workspace
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
-from shipyard.store import DEFAULT_PROJECT, Store, open_store
 from shipyard.types import AliasEvent, ModelVersion, RegisteredModel
 from shipyard.uris import ModelUri, parse_models_uri, parse_runs_uri
 from shipyard.validation import check_alias, check_model_name
 
-__all__ = ["MANIFEST_NAME", "Lineage", "RegistryClient", "current_user", "gated_aliases"]
+__all__ = ["MANIFEST_NAME", "Lineage", "RegistryClient", "gated_aliases"]
 
 #: The package manifest's file name inside a package tree (written by shipyard.models).
 MANIFEST_NAME = "shipyard-model.json"
@@ -76,7 +73,7 @@ class Lineage:
         }
 
 
-class RegistryClient:
+class RegistryClient(Workspace):
     """Registered models of one project, on one store and blob store.
 
     Args:
@@ -85,39 +82,6 @@ class RegistryClient:
         store, blobs: Objects to use instead of opening the URIs.
         project: The project (default: ``SHIPYARD_PROJECT`` or ``default``).
     """
-
-    def __init__(
-        self,
-        tracking_uri: str | None = None,
-        blob_uri: str | None = None,
-        *,
-        store: Store | None = None,
-        blobs: BlobStore | None = None,
-        project: str | None = None,
-    ) -> None:
-        cfg = settings()
-        self.tracking_uri = tracking_uri or (store.uri if store else context.tracking_uri())
-        self.blob_uri = blob_uri or cfg.blob_uri
-        self.project = project or cfg.project or DEFAULT_PROJECT
-        self._store = store
-        self._blobs = blobs
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.tracking_uri)
-        return self._store
-
-    @property
-    def blobs(self) -> BlobStore:
-        if self._blobs is None:
-            from shipyard.blobs import open_blob_store
-
-            self._blobs = open_blob_store(self.blob_uri)
-        return self._blobs
-
-    def _project_id(self) -> str:
-        return self.store.get_or_create_project(self.project).id
 
     # -- models -----------------------------------------------------------------
 
@@ -311,10 +275,3 @@ class RegistryClient:
             metrics=run.metrics,
             exports=exports,
         )
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name (containers): leave it blank rather than fail
-        return ""

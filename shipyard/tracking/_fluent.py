@@ -13,7 +13,6 @@ same run).
 from __future__ import annotations
 
 import atexit
-import getpass
 import logging
 import os
 import sys
@@ -22,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shipyard import context
+from shipyard._util import current_user
 from shipyard.errors import InvalidArgumentError, StateError
 from shipyard.tracking import _liveness
 from shipyard.tracking._client import TrackingClient
@@ -188,7 +188,7 @@ def start_run(
             run = client.store.create_run(
                 exp.id,
                 name=run_name,
-                user=_user(),
+                user=current_user(),
                 parent_run_id=_stack[-1].id if (_stack and nested) else None,
                 tags=all_tags,
                 process=_liveness.process_id(),
@@ -249,13 +249,6 @@ def _now() -> float:
     import time
 
     return time.time()
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return ""
 
 
 def _auto_run() -> ActiveRun:

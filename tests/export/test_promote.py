@@ -7,7 +7,7 @@ import json
 import multiprocessing
 import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError
 from shipyard.export import ExportError, GateFailedError, export_version, promote
 from shipyard.registry import RegistryClient
 
-_SCRIPT = Path(sys.executable).with_name("shipyard")
-SHIPYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shipyard.cli"]
 CALLS = 20  # timed predict calls per latency gate: enough to test the gate, quick
+
+Cli = Callable[..., "subprocess.CompletedProcess[str]"]  # the shipyard_cli fixture
 
 
 def _rides(n: int = 300, seed: int = 0) -> tuple[Any, Any]:
@@ -219,17 +219,10 @@ def test_two_promotions_at_once_one_wins(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_promote_and_export_commands(home: Path) -> None:
+def test_promote_and_export_commands(home: Path, shipyard_cli: Cli) -> None:
     """The CLI prints the gate table, refuses with exit 1, and exports with a parity line."""
     v = _version(1.0, ONNX)
-    env = {k: val for k, val in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-
+    cli = shipyard_cli
     exported = cli("models", "export", f"rides/{v}")
     assert exported.returncode == 0, exported.stderr
     assert "parity ok on" in exported.stdout
@@ -251,18 +244,13 @@ def test_promote_and_export_commands(home: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_registered_model_contract_overrides_the_logged_one(home: Path) -> None:
+def test_a_registered_model_contract_overrides_the_logged_one(
+    home: Path, shipyard_cli: Cli
+) -> None:
     """`models contract` sets terms the gates apply over each version's own; bad terms are
     refused by name; gated_aliases makes another alias promotion-only."""
     v = _version(1.0, NATIVE)
-    env = {k: val for k, val in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=300, check=False
-        )
-
+    cli = shipyard_cli
     bad = cli("models", "contract", "rides", "--set", "latency_p99=5")
     assert bad.returncode == 1
     assert "unknown key" in bad.stderr

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,8 +18,8 @@ from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, 
 from shipyard.registry import MANIFEST_NAME, RegistryClient
 from shipyard.store import series
 
-_SCRIPT = Path(sys.executable).with_name("shipyard")
-SHIPYARD = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "shipyard.cli"]
+Cli = Callable[..., "subprocess.CompletedProcess[str]"]  # the shipyard_cli fixture
+
 
 MANIFEST = {
     "format": "shipyard.model/1",
@@ -163,55 +163,47 @@ def test_concurrent_registration_of_a_new_name(home: Path, tmp_path: Path) -> No
     assert len(registry.list_models()) == 1
 
 
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-    env.update(SHIPYARD_HOME=str(home), COLUMNS="200", NO_COLOR="1")
-    return subprocess.run(
-        [*SHIPYARD, *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 @pytest.mark.slow
-def test_models_commands(home: Path, tmp_path: Path) -> None:
+def test_models_commands(home: Path, tmp_path: Path, shipyard_cli: Cli) -> None:
     """register, list, show, versions, alias, events and lineage through the real CLI."""
-    empty = _cli(home, "models", "list")
+    empty = shipyard_cli("models", "list")
     assert empty.returncode == 0
     assert "no registered models yet" in empty.stderr
     run_id = _package_run(home, tmp_path)
-    out = _cli(home, "models", "register", f"runs:/{run_id}/model", "rides", "--tag", "k=v")
+    out = shipyard_cli("models", "register", f"runs:/{run_id}/model", "rides", "--tag", "k=v")
     assert out.returncode == 0, out.stderr
     assert "registered models:/rides/1 (sklearn" in out.stdout
-    listed = _cli(home, "models", "list", "--json")
+    listed = shipyard_cli("models", "list", "--json")
     assert json.loads(listed.stdout)[0]["latest_version"] == 1
-    refused = _cli(home, "models", "alias", "rides", "production", "1")
+    refused = shipyard_cli("models", "alias", "rides", "production", "1")
     assert refused.returncode == 1
     assert "promote" in refused.stderr
-    moved = _cli(home, "models", "alias", "rides", "staging", "1", "--reason", "smoke")
+    moved = shipyard_cli("models", "alias", "rides", "staging", "1", "--reason", "smoke")
     assert moved.returncode == 0
     assert "rides@staging -> version 1 (was unset)" in moved.stdout
-    shown = json.loads(_cli(home, "models", "show", "rides", "--json").stdout)
+    shown = json.loads(shipyard_cli("models", "show", "rides", "--json").stdout)
     assert shown["aliases"] == {"staging": 1}
     assert shown["versions"][0]["tags"] == {"k": "v"}
     assert shown["events"][0]["reason"] == "smoke"
-    versions = _cli(home, "models", "versions", "rides")
+    versions = shipyard_cli("models", "versions", "rides")
     assert "staging" in versions.stdout
     assert run_id[:12] in versions.stdout
-    events = _cli(home, "models", "events", "rides")
+    events = shipyard_cli("models", "events", "rides")
     assert "moved" in events.stdout
     assert "smoke" in events.stdout
-    lineage = _cli(home, "lineage", "rides@staging")
+    lineage = shipyard_cli("lineage", "rides@staging")
     assert lineage.returncode == 0, lineage.stderr
     for expected in (run_id, "abababababab", "uncommitted diff", "rides@1 (train)", "val_auc"):
         assert expected in lineage.stdout
-    as_json = json.loads(_cli(home, "lineage", "models:/rides/1", "--json").stdout)
+    as_json = json.loads(shipyard_cli("lineage", "models:/rides/1", "--json").stdout)
     assert as_json["datasets"][0]["ref"] == "rides@1"
-    bad = _cli(home, "lineage", "rides@9x!")
+    bad = shipyard_cli("lineage", "rides@9x!")
     assert bad.returncode == 1
     assert "invalid model URI" in bad.stderr
-    missing = _cli(home, "models", "show", "nope")
+    missing = shipyard_cli("models", "show", "nope")
     assert missing.returncode == 1
     assert "not found" in missing.stderr
-    data = _cli(home, "data", "lineage", "rides@1", "--json")
+    data = shipyard_cli("data", "lineage", "rides@1", "--json")
     assert json.loads(data.stdout)["model_versions"][0]["uri"] == "models:/rides/1"
 
 
