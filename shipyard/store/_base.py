@@ -221,6 +221,12 @@ class Store(abc.ABC):
     def list_artifacts(self, run_id: str) -> list[Artifact]:
         """Artifacts of a run ordered by path."""
 
+    @abc.abstractmethod
+    def delete_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        """Forget these artifact records of a run (checkpoint retention). Paths not
+        recorded are ignored; the blobs stay until a garbage collection finds no
+        record that names them."""
+
     # -- datasets (data versioning) ----------------------------------------------
 
     @abc.abstractmethod

@@ -119,6 +119,19 @@ def check_artifacts(artifacts: object) -> list[Artifact]:
     return [check_artifact(a) for a in artifacts]
 
 
+def check_artifact_paths(paths: object) -> list[str]:
+    if not isinstance(paths, Sequence) or isinstance(paths, str):
+        raise InvalidArgumentError(
+            f"artifact paths: expected a list of strings, got {describe(paths)}"
+        )
+    for p in paths:
+        if not isinstance(p, str) or not p:
+            raise InvalidArgumentError(
+                f"artifact path: expected a non-empty string, got {describe(p)}"
+            )
+    return list(paths)
+
+
 MAX_ROLE_LENGTH = 64
 MAX_STEP_KEY_LENGTH = 256
 

@@ -26,6 +26,7 @@ from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, 
 from shipyard.store import _evaluate, _filter, _paging
 from shipyard.store._base import Store
 from shipyard.store._checks import (
+    check_artifact_paths,
     check_artifacts,
     check_batch,
     check_enum,
@@ -465,6 +466,13 @@ class MemoryStore(MemoryDatasets, MemoryRegistry, Store):
     def list_artifacts(self, run_id: str) -> list[Artifact]:
         with self._lock:
             return sorted(self._record(run_id).artifacts.values(), key=lambda a: a.path)
+
+    def delete_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        checked = check_artifact_paths(paths)
+        with self._lock:
+            record = self._writable(run_id)
+            for path in checked:
+                record.artifacts.pop(path, None)
 
 
 # -- checks and conversions (pure functions) -------------------------------------------

@@ -551,6 +551,20 @@ class LoggingTests:
         assert [a.path for a in got] == ["config.yaml", "model", "model/weights.safetensors"]
         assert got[1] == Artifact("model", DIGEST, 2048, "dir", 10.0)
 
+    def test_deleted_artifacts_are_forgotten(self, store: Store) -> None:
+        """delete_artifacts drops the named records only; unknown paths are ignored."""
+        run = make_run(store)
+        store.log_artifacts(
+            run.id,
+            [Artifact(p, DIGEST, 1, "dir", 1.0) for p in ("ckpt/1", "ckpt/2", "model")],
+        )
+        store.delete_artifacts(run.id, ["ckpt/1", "never-logged"])
+        assert [a.path for a in store.list_artifacts(run.id)] == ["ckpt/2", "model"]
+        store.delete_artifacts(run.id, [])
+        with pytest.raises(InvalidArgumentError):
+            store.delete_artifacts(run.id, "ckpt/2")
+        assert [a.path for a in store.list_artifacts(run.id)] == ["ckpt/2", "model"]
+
     def test_artifact_logged_again_is_replaced(self, store: Store) -> None:
         """An artifact path logged again replaces the earlier record."""
         run = make_run(store)

@@ -8,7 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from shipyard.errors import ConflictError, InvalidArgumentError, NotFoundError, StateError
-from shipyard.store._checks import check_artifacts, check_batch, check_lookup_id
+from shipyard.store._checks import (
+    check_artifact_paths,
+    check_artifacts,
+    check_batch,
+    check_lookup_id,
+)
 from shipyard.store._downsample import downsample
 from shipyard.store._evaluate import param_columns
 from shipyard.store._sql import _metrics
@@ -148,6 +153,21 @@ class LoggingMixin:
                 )
             if rows:
                 conn.execute(sa.insert(t.artifacts), rows)
+
+        run_write(self._engine, write)
+
+    def delete_artifacts(self, run_id: str, paths: Sequence[str]) -> None:
+        check_lookup_id(run_id, "run")
+        checked = check_artifact_paths(paths)
+
+        def write(conn: Connection) -> None:
+            self._check_run_writable(conn, run_id)
+            if checked:
+                conn.execute(
+                    sa.delete(t.artifacts).where(
+                        t.artifacts.c.run_id == run_id, t.artifacts.c.path.in_(checked)
+                    )
+                )
 
         run_write(self._engine, write)
 
