@@ -53,23 +53,29 @@ from shipyard.types import RunStatus
 if TYPE_CHECKING:
     from typing import Any
 
-    from shipyard import export, models, registry
+    from shipyard import export, models, registry, train
     from shipyard.models import load_model, log_model
     from shipyard.registry import register_model
+    from shipyard.train import Trial
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``log_model``, ``load_model``, ``register_model`` and the ``models``,
-    ``registry`` and ``export`` packages load on first use, so ``import shipyard``
-    stays light."""
-    if name in ("models", "registry", "export"):
+    """``log_model``, ``load_model``, ``register_model``, ``Trial`` and the
+    ``models``, ``registry``, ``export`` and ``train`` packages load on first use,
+    so ``import shipyard`` stays light."""
+    if name in ("models", "registry", "export", "train"):
         import importlib
 
         module = importlib.import_module(f"shipyard.{name}")
         globals()[name] = module
         return module
+    if name == "Trial":
+        from shipyard.train import Trial
+
+        globals()[name] = Trial
+        return Trial
     if name == "register_model":
         from shipyard.registry import register_model
 
@@ -113,6 +119,7 @@ __all__ = [
     "StateError",
     "StoreError",
     "TrackingClient",
+    "Trial",
     "__version__",
     "active_run",
     "data",
@@ -141,5 +148,6 @@ __all__ = [
     "set_tags",
     "set_tracking_uri",
     "start_run",
+    "train",
     "types",
 ]

@@ -245,9 +245,30 @@ def models() -> None:
     """
 
 
+@cli.group(
+    cls=LazyGroup,
+    lazy={
+        "list": (
+            "shipyard.cli._train:list_checkpoints",
+            "List a run's checkpoints: step, epoch, metrics, size.",
+        )
+    },
+)
+def checkpoints() -> None:
+    """The checkpoints training runs stored (shipyard train, shipyard.train.init)."""
+
+
+cli.lazy["train"] = (
+    "shipyard.cli._train:train",
+    "Train a Trial (trial.py:MyTrial) or a Core API script, here or on N processes.",
+)
 cli.lazy["lineage"] = (
     "shipyard.cli._models:lineage",
     "Trace a model version: run, code commit and diff, data, params, metrics, experiment.",
+)
+cli.lazy["reproduce"] = (
+    "shipyard.cli._reproduce:reproduce_command",
+    "Re-run a recorded training in a fresh folder and check that its metrics agree.",
 )
 
 

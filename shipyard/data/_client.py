@@ -8,6 +8,7 @@ version and identical files are stored once.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -31,9 +32,33 @@ if TYPE_CHECKING:
     from shipyard.data._scan import FileEntry
     from shipyard.data._statcache import StatCache
 
-__all__ = ["AddResult", "DataClient", "Lineage", "StatusReport"]
+__all__ = ["ENV_DATA_PINS", "AddResult", "DataClient", "Lineage", "StatusReport", "data_pins"]
+
+logger = logging.getLogger("shipyard.data")
 
 Progress = Callable[[int, int], None]
+#: ``{"rides": 3}``: a reference to rides without a version number means version 3.
+#: ``shipyard reproduce`` sets it so a re-run reads what the recorded run read.
+ENV_DATA_PINS = "SHIPYARD_DATA_PINS"
+
+
+def data_pins() -> dict[str, int]:
+    """The pins in ``SHIPYARD_DATA_PINS`` (none when unset)."""
+    raw = os.environ.get(ENV_DATA_PINS)
+    if not raw:
+        return {}
+    try:
+        pins = json.loads(raw)
+    except ValueError:
+        pins = None
+    if not isinstance(pins, dict) or not all(
+        isinstance(k, str) and type(v) is int and v >= 1 for k, v in pins.items()
+    ):
+        raise InvalidArgumentError(
+            f"environment variable {ENV_DATA_PINS} must hold a JSON object of dataset name to "
+            f'version number, e.g. {{"rides": 3}}; got {raw!r}'
+        )
+    return pins
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +126,27 @@ class DataClient(Workspace):
         return self.store.get_dataset_by_name(self._project_id(), check_name(name, "dataset name"))
 
     def resolve(self, ref: str) -> DatasetVersion:
-        """The version a reference names (``NAME``, ``NAME@latest``, ``NAME@3``)."""
+        """The version a reference names (``NAME``, ``NAME@latest``, ``NAME@3``).
+
+        Under ``SHIPYARD_DATA_PINS`` a reference without a version number means the
+        pinned version; an explicit number is used as asked, with a warning when it is
+        not the pinned one.
+        """
         parsed = parse_ref(ref)
         ds = self.dataset(parsed.name)
+        pin = data_pins().get(ds.name)
+        if pin is not None and parsed.version is None:
+            return self.store.get_dataset_version(ds.id, pin)
         if parsed.version is not None:
+            if pin is not None and pin != parsed.version:
+                logger.warning(
+                    "dataset %s: using version %d as asked, though %s pins version %d "
+                    "(the version the reproduced run read)",
+                    ds.name,
+                    parsed.version,
+                    ENV_DATA_PINS,
+                    pin,
+                )
             return self.store.get_dataset_version(ds.id, parsed.version)
         latest = self.store.latest_dataset_version(ds.id)
         if latest is None:

@@ -32,6 +32,10 @@ from shipyard.validation import describe
 
 __all__ = ["reference_of", "resolve_reference"]
 
+#: Shipyard's own factories a package may name. The Trial factory imports only
+#: a ``shipyard.Trial`` subclass (checked) and calls its ``build_model``.
+_SHIPYARD_FACTORIES = frozenset({"shipyard.train._factory:trial_model"})
+
 _REF_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_.]*")
 #: Libraries whose functions read pickles, run code or fetch it: never a factory.
 _LOADER_LIBRARIES = frozenset(
@@ -122,7 +126,7 @@ def resolve_reference(
             f"cannot import {what} {ref!r}: {e}; install or put on sys.path the project that "
             "defines it"
         ) from e
-    if top in _LOADER_LIBRARIES and not (
+    if top in _LOADER_LIBRARIES and ref not in _SHIPYARD_FACTORIES and not (
         inspect.isclass(obj) and allow_class is not None and allow_class(obj)
     ):
         raise UntrustedModelError(

@@ -51,6 +51,9 @@ def _strip_credentials(url: str) -> str:
     return url
 
 
+_PACKAGE = Path(__file__).resolve().parents[1]  # the shipyard package
+
+
 def entry_point() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
@@ -62,7 +65,16 @@ def capture_code(
 ) -> dict[str, Any]:
     """The code version of the working tree that holds the entry point (or cwd)."""
     code: dict[str, Any] = {"entry_point": entry_point(), "argv": list(sys.argv)}
-    where = cwd or (Path(code["entry_point"]).parent if code["entry_point"] else Path.cwd())
+    with contextlib.suppress(OSError):
+        code["cwd"] = os.getcwd()
+    entry = Path(code["entry_point"]) if code["entry_point"] else None
+    # a console script beside the interpreter, or the shipyard command run as a
+    # module: the code it runs is in the working directory, not where they live
+    if entry is not None and (
+        entry.parent == Path(sys.executable).parent or entry.is_relative_to(_PACKAGE)
+    ):
+        entry = None
+    where = cwd or (entry.parent if entry is not None else Path.cwd())
     if not isinstance(where, Path) or not where.is_dir():
         where = Path.cwd()
     if shutil.which("git") is None:

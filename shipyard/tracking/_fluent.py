@@ -32,6 +32,9 @@ from shipyard.validation import check_id, check_name
 logger = logging.getLogger("shipyard.tracking")
 
 DEFAULT_EXPERIMENT = "default"
+#: Set by ``shipyard reproduce`` to the run it re-runs; new runs get it as this tag.
+ENV_REPRODUCES = "SHIPYARD_REPRODUCES"
+REPRODUCES_TAG = "shipyard.reproduces"
 
 _lock = threading.RLock()
 _client: TrackingClient | None = None
@@ -147,7 +150,9 @@ def start_run(
             :func:`set_experiment`'s, else ``"default"``.
         run_name: a human name; default the id's last 8 characters.
         nested: start a child of the active run instead of refusing.
-        tags: initial tags. ``description`` becomes the ``shipyard.note`` tag.
+        tags: initial tags. ``description`` becomes the ``shipyard.note`` tag;
+            under ``shipyard reproduce`` a new run is tagged
+            ``shipyard.reproduces=<original run id>``.
         log_system_metrics: sample CPU/memory/GPU every 10 s as ``system/*``
             metrics (default: env ``SHIPYARD_SYSTEM_METRICS=1``).
         experiment_id: the experiment by id instead of name.
@@ -185,6 +190,9 @@ def start_run(
             all_tags = dict(tags or {})
             if description:
                 all_tags["shipyard.note"] = description
+            reproduces = os.environ.get(ENV_REPRODUCES)
+            if reproduces:  # a re-run by `shipyard reproduce`, which finds it by this tag
+                all_tags.setdefault(REPRODUCES_TAG, reproduces)
             run = client.store.create_run(
                 exp.id,
                 name=run_name,

@@ -194,3 +194,45 @@ def test_clean_status_does_not_read_the_manifest(
     (data / "a").write_text("changed")
     (report,) = client.status("ds")
     assert report.changes.modified == ("a",)
+
+
+def test_data_pins_fix_references_without_a_version(
+    client: DataClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Under SHIPYARD_DATA_PINS, NAME and NAME@latest mean the pinned version; an explicit
+    other version is used as asked, with a warning; unpinned datasets are untouched."""
+    for text in ("1\n", "2\n", "3\n"):
+        client.add(make_tree(tmp_path / "d", {"a.csv": text}), "rides")
+    client.add(make_tree(tmp_path / "o", {"b.csv": "x\n"}), "other")
+    monkeypatch.setenv("SHIPYARD_DATA_PINS", '{"rides": 2}')
+    assert client.resolve("rides").version == 2
+    assert client.resolve("rides@latest").version == 2
+    assert client.resolve("other").version == 1
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="shipyard.data"):
+        assert client.resolve("rides@3").version == 3
+        assert client.resolve("rides@v2").version == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "dataset rides: using version 3 as asked, though SHIPYARD_DATA_PINS pins version 2 "
+        "(the version the reproduced run read)"
+    ]
+    with shipyard.start_run(experiment="e") as run:
+        assert (shipyard.data.use("rides") / "a.csv").read_text() == "2\n"
+    (used,) = client.store.list_run_inputs(run.id)
+    assert client.store.get_dataset_version_by_id(used.dataset_version_id).version == 2
+
+
+@pytest.mark.parametrize(
+    "raw", ["[1]", '{"rides": "2"}', '{"rides": 0}', "{bad", '{"rides": true}']
+)
+def test_malformed_data_pins_are_refused(
+    client: DataClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    """SHIPYARD_DATA_PINS must be a JSON object of dataset name to version number."""
+    client.add(make_tree(tmp_path / "d", {"a.csv": "1\n"}), "rides")
+    monkeypatch.setenv("SHIPYARD_DATA_PINS", raw)
+    with pytest.raises(InvalidArgumentError, match="SHIPYARD_DATA_PINS must hold a JSON object"):
+        client.resolve("rides")

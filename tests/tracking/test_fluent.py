@@ -259,3 +259,17 @@ def test_system_metrics_are_sampled_as_metrics(home: Path) -> None:
         run.log_metrics(sample, step=0)
     got = shipyard.get_run(run.id)
     assert 0 <= got.metrics["system/memory_percent"] <= 100
+
+
+def test_new_runs_under_reproduce_are_tagged(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SHIPYARD_REPRODUCES set, a new run is tagged shipyard.reproduces; a resumed
+    one is left as it was."""
+    with shipyard.start_run() as before:
+        pass
+    monkeypatch.setenv("SHIPYARD_REPRODUCES", "ab" * 16)
+    with shipyard.start_run() as run:
+        pass
+    with shipyard.start_run(run_id=before.id):
+        pass
+    assert shipyard.get_run(run.id).tags["shipyard.reproduces"] == "ab" * 16
+    assert "shipyard.reproduces" not in shipyard.get_run(before.id).tags
