@@ -9,12 +9,15 @@ environment. Then the best run is found with the search grammar.
 The data is versioned first (``shipyard.data.add``) and every run reads it
 through ``shipyard.data.use``, so the lineage of ``rides@1`` lists the runs.
 
-Then the path to production: a scikit-learn pipeline (scaling and one-hot
-encoding inside it) is trained on the same versioned data and logged as a model
-package with a production contract (p99 latency 100 ms at batch size 1, served
-as ONNX, validation RMSE at most 3). It is registered, exported to ONNX with a
-parity check, and promoted to ``production`` through the gates; a weaker
-challenger is then refused because it is worse than the current holder.
+Then the path to production: a PyTorch model written with the Trial API
+(``examples/rides_trial.py``: its standardisation fitted on the training split
+and built into the module) is trained by ``shipyard.train.fit`` for three
+learning rates -- checkpoints, validation, the final model package, all
+automatic. The best is registered under a production contract (p99 latency
+100 ms at batch size 1, served as ONNX, validation RMSE at most 3), exported to
+ONNX with a parity check, and promoted to ``production`` through the gates; a
+weaker challenger (a scikit-learn pipeline on distance alone) is then refused
+because it is worse than the current holder.
 
 Run with ``make demo``; look at the runs with the commands it prints.
 """
@@ -153,13 +156,38 @@ def train_pipeline(ref: str, features: list[str], run_name: str) -> str:
     return f"{version}"
 
 
-def ship(ref: str) -> None:
-    """Register, export, gate and promote a pipeline; then see a challenger refused."""
+def train_trials(ref: str) -> tuple[int, float]:
+    """Train RidesTrial for three learning rates; register the best package."""
+    from rides_trial import RidesTrial
+
+    from shipyard.models import Contract
+
+    best: tuple[float, str] = (float("inf"), "")
+    for lr in (0.003, 0.01, 0.03):
+        result = shipyard.train.fit(
+            RidesTrial, {"data": ref, "lr": lr}, experiment=EXPERIMENT,
+            run_name=f"trial lr={lr}", progress=False,
+        )  # fmt: skip
+        rmse = result.metrics["val_rmse"]
+        ckpts = len(shipyard.train.Checkpoints(shipyard.get_client(), result.run_id).list())
+        print(f"  RidesTrial lr={lr:<6} val_rmse={rmse:.3f}  {result.step} steps, "
+              f"{ckpts} checkpoints, package {result.model_uri}")  # fmt: skip
+        best = min(best, (rmse, result.model_uri or ""))
+    version = shipyard.register_model(best[1], MODEL).version
+    registry = shipyard.registry.client()
+    Contract.from_dict(CONTRACT)  # checks the terms
+    registry.set_contract(MODEL, dict(CONTRACT))
+    print(f"  best registered as models:/{MODEL}/{version} under the production contract")
+    return version, best[0]
+
+
+def ship(ref: str) -> str:
+    """Train with the Trial API, export, gate and promote; then see a challenger refused."""
     from shipyard.export import GateFailedError, export_version, promote
 
     print("\nTo production (contract: p99 <= 100 ms at batch 1, ONNX, val_rmse <= 3):")
     t0 = time.perf_counter()
-    version = int(train_pipeline(ref, ["distance", "duration", "period", "surge"], "pipeline"))
+    version, _ = train_trials(ref)
     exported = export_version(f"models:/{MODEL}/{version}")
     print(f"  export to ONNX ({exported.converter}): {exported.parity.summary()}")
     result = promote(MODEL, version, "production", reason="demo release")
@@ -172,10 +200,11 @@ def ship(ref: str) -> None:
     except GateFailedError as refused:
         print(f"  challenger refused: {refused.report.summary()}")
     holder = shipyard.load_model(f"models:/{MODEL}@production", verify_examples=True)
-    x_train = rides_frame(ref)[0]
-    price = float(holder.predict(x_train[:1])[0])
-    print(f"  serving models:/{MODEL}@production: first ride costs {price:.2f}")
+    first = np.array([[8.0, 20.0, 1.0, 1.0]], dtype=np.float32)  # 8 km, 20 min, rush hour
+    price = float(np.asarray(holder.predict(first)).ravel()[0])
+    print(f"  serving models:/{MODEL}@production: 8 km, 20 min at rush hour costs {price:.2f}")
     print(f"  ({time.perf_counter() - t0:.1f}s for train, log, register, export, gates)")
+    return shipyard.registry.client().resolve(f"models:/{MODEL}/{version}").run_id or ""
 
 
 def main() -> None:
@@ -204,8 +233,10 @@ def main() -> None:
     print(f"  .venv/bin/shipyard runs compare {best.id} <another run id>")
     print(f"  .venv/bin/shipyard runs history {best.id} val_rmse")
     print(f"  .venv/bin/shipyard data lineage {ref}      # every run that trained on it")
-    ship(ref)
+    shipped = ship(ref)
     print(f"  .venv/bin/shipyard lineage models:/{MODEL}@production   # run, code, data, metrics")
+    print(f"  .venv/bin/shipyard checkpoints list {shipped}  # the Trial's checkpoints")
+    print(f"  .venv/bin/shipyard reproduce models:/{MODEL}/1   # re-run, compare (needs git)")
     print(f"  .venv/bin/shipyard models show {MODEL}                   # versions, aliases, audit")
     lineage = shipyard.data.lineage(ref)
     print(f"\nLineage of {ref}: {len(lineage.runs)} runs read it, e.g. {lineage.runs[-1][0].name}")
