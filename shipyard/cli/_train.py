@@ -63,7 +63,7 @@ def _environment(
     hparams_file: Path | None, sets: tuple[str, ...], resume: str | None
 ) -> dict[str, str]:
     """What the training process(es) are told through the environment."""
-    from shipyard.train._core import ENV_RUN_ID
+    from shipyard.train._core import ENV_RUN_ID, HPARAMS_TAG
     from shipyard.train._hparams import ENV_HPARAMS, ENV_HPARAMS_FILE, parse_assignment
 
     env: dict[str, str] = {}
@@ -78,7 +78,9 @@ def _environment(
         os.environ.update(env)
         run = resolve_run(get_client(), resume)
         env[ENV_RUN_ID] = run.id
-        values.update(run.params)  # the recorded hyperparameters, unless overridden
+        # the recorded hyperparameters (exactly, from the tag), unless overridden
+        exact = run.tags.get(HPARAMS_TAG)
+        values.update(json.loads(exact) if exact else run.params)
     elif os.environ.get(ENV_HPARAMS):
         values.update(json.loads(os.environ[ENV_HPARAMS]))
     if hparams_file is not None:

@@ -208,6 +208,7 @@ class Loop:
                 if o["val_every"] is None:
                     self.validate()
                 self.checkpoint(self.last_metrics)
+            bar.final(n.step, n.epoch, self.last_metrics)
         if self._last_val != n.step and not self.preempted and o["val_every"] is None:
             self.validate()  # ended mid-epoch (max_steps, a stop): still report validation
         if self._last_ckpt != n.step:

@@ -57,6 +57,11 @@ class LoopProgress:
         self._progress.update(self._task, completed=step, epoch=epoch, metrics=shown)
         self._progress.refresh()
 
+    def final(self, step: int, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Draw the last state (advance skips draws within 0.1 s of the previous)."""
+        self._next = 0.0
+        self.advance(step, epoch, metrics)
+
     def __exit__(
         self, tp: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:

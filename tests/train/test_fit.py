@@ -221,3 +221,13 @@ def test_exact_hparams_tag(home: Path) -> None:
     run = shipyard.get_run(result.run_id)  # type: ignore[arg-type]
     assert run.params["layers"] == "[8, 4]"
     assert json.loads(run.tags["shipyard.hparams"])["layers"] == [8, 4]
+
+
+def test_progress_bar_shows_epoch_and_metrics(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """progress=True draws a bar on stderr with the epoch, steps and latest metrics."""
+    fit(Regression, {"epochs": 2}, progress=True, log_every=1, log_model=None)
+    err = capsys.readouterr().err
+    assert "epoch" in err
+    assert "12/12" in err  # 96 rows / 16 per batch * 2 epochs, the final state

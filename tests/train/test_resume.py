@@ -82,6 +82,7 @@ def test_two_processes_then_resume_on_one(home: Path, train_cli) -> None:  # typ
     """--nproc 2 trains data-parallel (gloo) into one run logged by rank 0; the run
     resumes on one process from its checkpoint."""
     out = train_cli("train", TRIAL, "--nproc", "2", "--max-epochs", "1", "--no-model",
+                    "--set", 'notes=["a list", 1]',
                     "--no-progress", "--log-every", "1")  # fmt: skip
     assert out.returncode == 0, out.stderr
     (run,) = shipyard.search_runs()  # only rank 0 made a run
@@ -96,4 +97,6 @@ def test_two_processes_then_resume_on_one(home: Path, train_cli) -> None:  # typ
                       "--no-progress")  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert "epoch 2, step 9" in again.stdout  # 3 steps on 2 ranks, then 6 on one
-    assert json.loads(shipyard.get_run(run.id).tags["shipyard.hparams"])["epochs"] == 3
+    exact = json.loads(shipyard.get_run(run.id).tags["shipyard.hparams"])
+    assert exact["epochs"] == 3
+    assert exact["notes"] == ["a list", 1]  # resumed with the exact values, not their text
