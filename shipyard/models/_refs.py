@@ -126,8 +126,10 @@ def resolve_reference(
             f"cannot import {what} {ref!r}: {e}; install or put on sys.path the project that "
             "defines it"
         ) from e
-    if top in _LOADER_LIBRARIES and ref not in _SHIPYARD_FACTORIES and not (
-        inspect.isclass(obj) and allow_class is not None and allow_class(obj)
+    if (
+        top in _LOADER_LIBRARIES
+        and ref not in _SHIPYARD_FACTORIES
+        and not (inspect.isclass(obj) and allow_class is not None and allow_class(obj))
     ):
         raise UntrustedModelError(
             f"refusing {what} {ref!r}: {top} is a library whose functions load files or "
