@@ -3,6 +3,7 @@
     benchmarks/run.py                  all benchmarks (about 6 minutes, 4 of them data)
     benchmarks/run.py --only search_runs --only startup
     benchmarks/run.py --only data --only dvc   Shipyard beside DVC (make bench-dvc-env)
+    benchmarks/bench_train.py --device cuda    the training harness alone, on a GPU
     benchmarks/run.py --quick          smaller sizes, fewer repetitions (a smoke run)
     benchmarks/run.py --list
 
@@ -33,6 +34,7 @@ import bench_models
 import bench_search
 import bench_startup
 import bench_storage
+import bench_train
 from _common import RESULTS_DIR, Figure, environment, fmt
 
 BENCHMARKS: dict[str, ModuleType] = {
@@ -46,6 +48,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         bench_data,
         bench_dvc,  # after data: its peers are data's figures from the same run
         bench_models,
+        bench_train,
     )
 }
 
