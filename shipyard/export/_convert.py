@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -207,6 +208,11 @@ def _torch(model: Any, example: Any, opset: int | None) -> _Converted:
     version = f"torch.onnx {torch.__version__}"
     training = model.training
     model.eval()
+    # "torchvision is not installed. Skipping torchvision::nms": the exporter's
+    # registry talking about libraries the model does not use
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # the exporters' own deprecations, not the user's to act on
@@ -246,6 +252,7 @@ def _torch(model: Any, example: Any, opset: int | None) -> _Converted:
                 ) from e
     finally:
         model.train(training)
+        registration.setLevel(level)
     onnx = _require("onnx")
     note = (
         f"the dynamo exporter failed ({_first_line(dynamo_error)}); used TorchScript "
