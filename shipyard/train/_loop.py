@@ -155,6 +155,7 @@ class Loop:
                 "world_size": self.ctx.world_size,
             },
             "rng": capture_rng(),
+            "hparams": self.trial.hparams,
         }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()

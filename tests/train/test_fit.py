@@ -111,6 +111,8 @@ def test_mixed_precision_on_cpu(home: Path, precision: str) -> None:
                  progress=False, log_model=None)  # fmt: skip
     state = Checkpoints(shipyard.get_client(), result.run_id).load()  # type: ignore[arg-type]
     assert ("scaler" in state) == (precision == "16")
+    assert state["hparams"]["epochs"] == 1
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
     assert np.isfinite(result.metrics["val_loss"])
 
 
