@@ -139,13 +139,24 @@ class WorkerError(RuntimeError):
     pass
 
 
+def fresh_env(home: Path) -> dict[str, str]:
+    """The environment of a measured interpreter: no SHIPYARD_* settings but its own
+    home, and bytecode caching on (see :func:`run_worker`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["SHIPYARD_HOME"] = str(home)
+    return env
+
+
 def run_worker(name: str, args: dict[str, Any], timeout: float = 180.0) -> dict[str, Any]:
     """Run ``_workers.py NAME ARGS`` in a fresh interpreter; its last stdout line
     is a JSON object."""
     env = dict(os.environ)
     env.pop("SHIPYARD_TRACKING_URI", None)
     env.pop("SHIPYARD_BLOB_URI", None)
-    env["PYTHONDONTWRITEBYTECODE"] = "0"
+    # any non-empty value (even "0") stops .pyc caching: workers would compile
+    # shipyard from source at every start, which no user's machine does
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
         proc = subprocess.run(
             [sys.executable, str(WORKERS), name, json.dumps(args)],

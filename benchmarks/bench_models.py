@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, Figure, median, temp_dir
+from _common import ROOT, Figure, fresh_env, median, temp_dir
 
 NAME = "models"
 TARGET_LOG_REGISTER_S = 0.5
@@ -122,8 +122,7 @@ def _mlflow_python() -> str | None:
 def _log_figures(quick: bool) -> list[Figure]:
     reps = 3 if quick else 8
     with temp_dir("models") as tmp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-        env["SHIPYARD_HOME"] = str(tmp / "home")
+        env = fresh_env(tmp / "home")
         ours = _script(sys.executable, _SHIPYARD, tmp, reps, env)
         peer, peer_note = None, "no MLflow environment (make bench-mlflow-env)"
         mlflow_py = _mlflow_python()

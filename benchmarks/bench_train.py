@@ -79,7 +79,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Figure, median, temp_dir
+from _common import Figure, fresh_env, median, temp_dir
 
 from shipyard.train import Trial
 
@@ -660,8 +660,7 @@ def run(quick: bool = False, device: str | None = None) -> list[Figure]:
     info: dict[str, Any] = {}
     for p in range(processes):
         with temp_dir("train") as tmp:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
-            env["SHIPYARD_HOME"] = str(tmp / "home")
+            env = fresh_env(tmp / "home")
             env.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
             args = {
                 "quick": quick, "devices": [device] if device else ["auto"], "extras": p == 0,
