@@ -66,6 +66,10 @@ def _to_device(batch: Any, device: Any) -> Any:
 
 
 def _batch_size(batch: Any) -> int:
+    first = batch[0] if type(batch) in (list, tuple) and batch else batch
+    shape = getattr(first, "shape", None)  # the common (x, y) of tensors, without imports
+    if shape is not None:
+        return int(shape[0]) if len(shape) else 1
     import torch
 
     if isinstance(batch, torch.Tensor):
@@ -249,6 +253,22 @@ class Loop:
             else None
         )
         no_sync = getattr(model, "no_sync", None)
+
+        def micro(batch: Any) -> tuple[Any, Any]:
+            if autocast is not None:
+                with autocast:
+                    out = trial.train_step(model, batch)
+            else:
+                out = trial.train_step(model, batch)
+            loss = out if isinstance(out, torch.Tensor) else out["loss"]
+            if accumulate > 1:
+                loss = loss / accumulate
+            if scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            return out, loss
+
         world = self.ctx.world_size
         ctrl_every = _CONTROL_EVERY
         bar = self.bar
@@ -261,20 +281,11 @@ class Loop:
             n.micro += 1
             n.consumed += size * world
             last_micro = n.micro % accumulate == 0
-            sync = contextlib.nullcontext() if last_micro or no_sync is None else no_sync()
-            with sync:
-                if autocast is not None:
-                    with autocast:
-                        out = trial.train_step(model, batch)
-                else:
-                    out = trial.train_step(model, batch)
-                loss = out if isinstance(out, torch.Tensor) else out["loss"]
-                if accumulate > 1:
-                    loss = loss / accumulate
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                else:
-                    loss.backward()
+            if last_micro or no_sync is None:
+                out, loss = micro(batch)
+            else:
+                with no_sync():  # DDP: reduce gradients once, on the last micro-batch
+                    out, loss = micro(batch)
             if not last_micro:
                 continue
             if clip is not None:
