@@ -25,8 +25,6 @@ from shipyard.errors import InvalidArgumentError, NotFoundError
 
 __all__ = ["list_checkpoints", "train"]
 
-_TRAIN_OPTIONS = ("max_epochs", "max_steps", "device", "precision", "accumulate")
-
 
 def _load_trial(target: str) -> Any:
     """The Trial class ``file.py:Class`` or ``pkg.module:Class`` names."""
@@ -236,28 +234,16 @@ def _fit_here(
     from shipyard.train import fit
 
     trial = _load_trial(target)
+    options = dict(opts)  # the command's options are fit's keyword arguments, but two
+    progress = False if options.pop("no_progress") else None
+    log_model = None if options.pop("no_model") else "model"
     result = fit(
         trial,
         experiment=experiment,
         run_name=run_name,
-        max_epochs=opts["max_epochs"],
-        max_steps=opts["max_steps"],
-        device=opts["device"],
-        precision=opts["precision"],
-        accumulate=opts["accumulate"],
-        clip_grad_norm=opts["clip_grad_norm"],
-        log_every=opts["log_every"],
-        val_every=opts["val_every"],
-        checkpoint_every=opts["checkpoint_every"],
-        keep_last=opts["keep_last"],
-        keep_best=opts["keep_best"],
-        monitor=opts["monitor"],
-        mode=opts["mode"],
-        patience=opts["patience"],
-        init_from=opts["init_from"],
-        deterministic=opts["deterministic"],
-        progress=False if opts["no_progress"] else None,
-        log_model=None if opts["no_model"] else "model",
+        progress=progress,
+        log_model=log_model,
+        **options,
     )
     if result.run_id is None:  # a worker other than rank 0
         return

@@ -13,7 +13,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["all_mean", "broadcast_flag", "is_distributed", "local_rank", "rank", "world_size"]
+__all__ = [
+    "all_mean",
+    "all_sum",
+    "broadcast_flag",
+    "is_distributed",
+    "local_rank",
+    "rank",
+    "world_size",
+]
 
 
 def rank() -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import InvalidArgumentError, NotFoundError
+from shipyard.uris import parse_runs_uri
 
 if TYPE_CHECKING:
     from shipyard.tracking import TrackingClient
@@ -47,12 +48,12 @@ def warm_start(model: Any, source: str, client: TrackingClient | None) -> None:
         _load_weights(model, load_file(str(path)), source)
         return
     if source.startswith("runs:/"):
-        run_id, _, rest = source.removeprefix("runs:/").partition("/")
-        if not rest or rest.startswith(PREFIX):
-            ckpts = Checkpoints(client or get_client(), run_id)
+        uri = parse_runs_uri(source)
+        if not uri.path or uri.path.startswith(PREFIX):
+            ckpts = Checkpoints(client or get_client(), uri.run_id)
             infos = ckpts.list()
-            if rest.startswith(PREFIX + "/"):
-                infos = [i for i in infos if i.path == rest.rstrip("/")]
+            if uri.path.startswith(PREFIX + "/"):
+                infos = [i for i in infos if i.path == uri.path]
             if not infos:
                 raise NotFoundError(f"init_from {source!r}: no such checkpoint")
             state = ckpts.load(infos[-1])

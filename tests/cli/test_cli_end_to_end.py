@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import Home
+from git_support import git
 
 SCRIPT = textwrap.dedent(
     """
@@ -24,15 +25,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t",
-         "-c", "commit.gpgsign=false", *args],
-        cwd=repo, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return out.stdout
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_fluent_run_in_a_dirty_git_tree(tmp_path: Path) -> None:
@@ -41,9 +33,9 @@ def test_fluent_run_in_a_dirty_git_tree(tmp_path: Path) -> None:
     repo.mkdir()
     (repo / "train.py").write_text(SCRIPT)
     (repo / "config.txt").write_text("lr = 1\n")
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "start")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "start")
     (repo / "config.txt").write_text("lr = 2\n")
     (repo / "notes.txt").write_text("untracked\n")
     home = Home(tmp_path / "home")
@@ -59,10 +51,10 @@ def test_fluent_run_in_a_dirty_git_tree(tmp_path: Path) -> None:
 
     shown = home("runs", "show", run_id[-6:])
     assert shown.code == 0
-    commit = _git(repo, "rev-parse", "HEAD").strip()
+    commit = git(repo, "rev-parse", "HEAD").strip()
     for text in (commit, "dirty            yes", "untracked files  1", "loss", "mlp", "python"):
         assert text in shown.out, text
 
     diff = home("runs", "show", "first", "--diff")
-    assert diff.out == _git(repo, "diff", "HEAD", "--no-color", "--no-ext-diff")
+    assert diff.out == git(repo, "diff", "HEAD", "--no-color", "--no-ext-diff")
     assert "+lr = 2" in diff.out

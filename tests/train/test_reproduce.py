@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from git_support import git
 
 from shipyard.data import DataClient
 from shipyard.errors import InvalidArgumentError, StateError
@@ -65,15 +66,6 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t",
-         "-c", "commit.gpgsign=false", *args],
-        cwd=repo, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return out.stdout
-
-
 def _env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
     return {**env, "SHIPYARD_HOME": str(home), **extra}
@@ -98,10 +90,10 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     home, repo = root / "home", root / "repo"
     repo.mkdir()
     (repo / "train.py").write_text(SCRIPT)
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "train")
-    commit = _git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "train")
+    commit = git(repo, "rev-parse", "HEAD").strip()
     (repo / "train.py").write_text(SCRIPT.replace("OFFSET = 0.5", "OFFSET = 1.5"))
     (repo / "notes.txt").write_text("untracked\n")
     (repo / "gone.txt").write_text("deleted after the run\n")
@@ -119,7 +111,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     data.store.close()
     (repo / "gone.txt").unlink()
     (repo / "train.py").write_text(SCRIPT.replace("OFFSET = 0.5", "OFFSET = 2.5"))
-    _git(repo, "commit", "-q", "-am", "later")
+    git(repo, "commit", "-q", "-am", "later")
     (repo / "train.py").write_text(SCRIPT.replace("OFFSET = 0.5", "OFFSET = 3.5"))
     return Recorded(home, repo, run_id, commit)
 
@@ -174,7 +166,7 @@ def test_the_recorded_commit_and_diff_run_not_todays_tree(
 ) -> None:
     """The code is the recorded commit plus its diff, though the tree has moved on since."""
     report, _ = reproduced
-    assert _git(recorded.repo, "rev-parse", "HEAD").strip() != recorded.commit
+    assert git(recorded.repo, "rev-parse", "HEAD").strip() != recorded.commit
     assert "OFFSET = 3.5" in (recorded.repo / "train.py").read_text()
     restored = _notes(report.restored)
     assert f"code: commit {recorded.commit[:12]}" in restored

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from git_support import git
 
 from shipyard.errors import InvalidArgumentError, NotFoundError, StateError
 from shipyard.tracking._context import capture_code
@@ -92,15 +92,6 @@ def test_environment_differences_are_named() -> None:
     assert "the run recorded none" in _text(none)[1]
 
 
-def _git(repo: Path, *args: str) -> str:
-    out = subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t",
-         "-c", "commit.gpgsign=false", *args],
-        cwd=repo, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return out.stdout
-
-
 @pytest.fixture
 def dirty_repo(tmp_path: Path) -> Path:
     """A repository whose tree changes a text file and a binary file after its commit."""
@@ -108,9 +99,9 @@ def dirty_repo(tmp_path: Path) -> Path:
     (repo / "src").mkdir(parents=True)
     (repo / "src" / "train.py").write_text("X = 1\n")
     (repo / "w.bin").write_bytes(b"\0\1")
-    _git(repo, "init", "-q")
-    _git(repo, "add", ".")
-    _git(repo, "commit", "-q", "-m", "one")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "one")
     (repo / "src" / "train.py").write_text("X = 2\n")
     (repo / "w.bin").write_bytes(b"\0\2")
     return repo

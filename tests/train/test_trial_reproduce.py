@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from git_support import git
 
 import shipyard
 
@@ -65,10 +66,9 @@ def test_reproduce_a_trial_run(home: Path, tmp_path: Path) -> None:
     repo = tmp_path / "project"
     repo.mkdir()
     (repo / "trial.py").write_text(TRIAL)
-    git = ["git", "-c", "user.email=t@e", "-c", "user.name=t", "-c", "commit.gpgsign=false"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "."], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "trial"], cwd=repo, check=True)
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "trial")
     (repo / "trial.py").write_text(TRIAL.replace("SCALE = 1.0", "SCALE = 3.0"))  # the diff
     out = _run(["train", "trial.py:Line", "--set", "lr=0.05", "--log-every", "1",
                 "--deterministic", "--no-progress"], repo, home)  # fmt: skip
