@@ -19,7 +19,11 @@ environment:
   scheduler promotes); its latest checkpoint is what ``latest_checkpoint``
   returns;
 * ``SHIPYARD_RESUME_FROM`` -- a run whose latest checkpoint starts this new
-  run (a warm start from another trial).
+  run (a warm start from another trial);
+* ``SHIPYARD_PAUSE_AFTER`` -- ``METRIC:N``: pause (``should_preempt`` turns
+  true) once the run has reported METRIC at N distinct steps, counting earlier
+  segments of the same run. A search scheduler uses it to stop a trial at an
+  ASHA rung and later promote it from that checkpoint.
 
 A scheduler asks a trial to stop or pause through the run's
 ``shipyard.control`` tag (``stop`` / ``pause``), which ``should_stop`` and
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTROL_TAG",
+    "ENV_PAUSE_AFTER",
     "ENV_RESUME_FROM",
     "ENV_RUN_ID",
     "HPARAMS_TAG",
@@ -69,6 +74,7 @@ HPARAMS_TAG = "shipyard.hparams"
 TRIAL_TAG = "shipyard.trial"
 ENV_RUN_ID = "SHIPYARD_RUN_ID"
 ENV_RESUME_FROM = "SHIPYARD_RESUME_FROM"
+ENV_PAUSE_AFTER = "SHIPYARD_PAUSE_AFTER"
 CONTROL_TAG = "shipyard.control"
 
 
@@ -104,6 +110,33 @@ class TrainContext:
         self._preempted = threading.Event()
         self._old_handler: Any = None
         self._closed = False
+        #: (metric, distinct steps to pause at, steps already reported, last step)
+        self._pause: list[Any] | None = None
+
+    @property
+    def pause_armed(self) -> bool:
+        """True when a scheduler set a pause point (``SHIPYARD_PAUSE_AFTER``):
+        loops then call :meth:`should_preempt` after each report of its metric."""
+        return self._pause is not None
+
+    def _arm_pause(self, spec: str) -> None:
+        metric, sep, count = spec.rpartition(":")
+        if not sep or not metric or not count.isdigit() or int(count) < 1:
+            raise InvalidArgumentError(
+                f"{ENV_PAUSE_AFTER}={spec!r}: expected METRIC:N (N >= 1), e.g. val_loss:3"
+            )
+        seen = 0
+        if self.run is not None and self.client is not None:
+            with contextlib.suppress(Exception):  # a new run has no history yet
+                steps = self.client.get_metric_history(self.run.id, metric).steps
+                seen = len(set(steps.tolist()))
+        self._pause = [metric, int(count), seen, None]
+
+    @property
+    def pause_due(self) -> bool:
+        """True once the pause point of ``SHIPYARD_PAUSE_AFTER`` is reached."""
+        p = self._pause
+        return p is not None and p[2] >= p[1]
 
     @property
     def is_chief(self) -> bool:
@@ -124,7 +157,16 @@ class TrainContext:
         values = _dist.all_mean(metrics)
         if self.run is not None:
             self.run.log_metrics(values, step=step)
+        self.count_report(step, values)
         return values
+
+    def count_report(self, step: int, metrics: Mapping[str, Any]) -> None:
+        """Count a report toward the pause point (loops that log metrics without
+        :meth:`report` call this)."""
+        p = self._pause
+        if p is not None and p[0] in metrics and p[3] != step:
+            p[2] += 1
+            p[3] = step
 
     # -- checkpoints --------------------------------------------------------------
 
@@ -181,8 +223,11 @@ class TrainContext:
 
     def should_preempt(self) -> bool:
         """True when the loop should checkpoint and exit, to be resumed later:
-        SIGTERM arrived or the scheduler said pause."""
-        return _dist.broadcast_flag(self._preempted.is_set() or self._poll() == "pause")
+        SIGTERM arrived, the scheduler said pause, or the pause point of
+        ``SHIPYARD_PAUSE_AFTER`` was reached."""
+        return _dist.broadcast_flag(
+            self._preempted.is_set() or self.pause_due or self._poll() == "pause"
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -212,7 +257,7 @@ class TrainContext:
         if self.run is not None and self._owns_run:
             if failed:
                 status = "FAILED"
-            elif self._preempted.is_set() or self._control == "pause":
+            elif self._preempted.is_set() or self._control == "pause" or self.pause_due:
                 status = "KILLED"  # resumable: a preempted run is continued later
             else:
                 status = "FINISHED"
@@ -310,5 +355,8 @@ def init(
         resume_from=resume_from,
         poll_interval=float(poll_interval),
     )
+    pause = os.environ.get(ENV_PAUSE_AFTER) or None
+    if pause:
+        ctx._arm_pause(pause)
     ctx._install_sigterm()
     return ctx

@@ -213,6 +213,8 @@ class Loop:
                 if o["val_every"] is None:
                     self.validate()
                 self.checkpoint(self.last_metrics)
+                if self.ctx.pause_armed:
+                    self._control()  # a scheduler's pause point (an ASHA rung)
             bar.final(n.step, n.epoch, self.last_metrics)
         if self._last_val != n.step and not self.preempted and o["val_every"] is None:
             self.validate()  # ended mid-epoch (max_steps, a stop): still report validation
@@ -309,6 +311,8 @@ class Loop:
                 self._log_train(out, loss, accumulate)
             if val_every is not None and step % val_every == 0:
                 self.validate()
+                if self.ctx.pause_armed and self._control():
+                    return
             if ckpt_every is not None and step % ckpt_every == 0:
                 self.checkpoint(self.last_metrics)
             if bar.enabled:
@@ -372,6 +376,7 @@ class Loop:
         metrics = {k: totals[i] / totals[-1] for i, k in enumerate(keys)}
         if ctx.run is not None:
             ctx.run.log_metrics(metrics, step=self.n.step)
+        ctx.count_report(self.n.step, metrics)
         self.last_metrics.update(metrics)
         self._early_stopping(metrics)
 

@@ -107,6 +107,34 @@ def test_stop_through_control_tag(home: Path) -> None:
     assert shipyard.get_run(run_id).status is RunStatus.KILLED  # type: ignore[arg-type]
 
 
+def test_pause_after_counts_distinct_steps_across_segments(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SHIPYARD_PAUSE_AFTER=val_loss:N: should_preempt turns true once val_loss was
+    reported at N distinct steps, earlier segments of the run included; the run
+    ends KILLED (resumable). Other metrics and a repeated step do not count."""
+    monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss:2")
+    with init(poll_interval=1e9) as ctx:
+        assert ctx.pause_armed
+        ctx.report(0, {"loss": 1.0})
+        ctx.report(1, {"val_loss": 1.0})
+        ctx.report(1, {"val_loss": 0.9})  # the same step again
+        assert not ctx.should_preempt()
+        ctx.report(2, {"val_loss": 0.8})
+        assert ctx.should_preempt()
+        run_id = ctx.run_id
+    assert shipyard.get_run(run_id).status is RunStatus.KILLED  # type: ignore[arg-type]
+    monkeypatch.setenv("SHIPYARD_RUN_ID", run_id)  # type: ignore[arg-type]
+    monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss:3")
+    with init(poll_interval=1e9) as ctx:
+        assert not ctx.should_preempt()
+        ctx.report(3, {"val_loss": 0.7})
+        assert ctx.should_preempt()
+    monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss")
+    with pytest.raises(InvalidArgumentError, match="METRIC:N"):
+        init()
+
+
 def test_request_stop(home: Path) -> None:
     """A loop's own early-stopping decision is seen by should_stop."""
     with init() as ctx:
