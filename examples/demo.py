@@ -11,9 +11,11 @@ through ``shipyard.data.use``, so the lineage of ``rides@1`` lists the runs.
 
 Then the path to production: a PyTorch model written with the Trial API
 (``examples/rides_trial.py``: its standardisation fitted on the training split
-and built into the module) is trained by ``shipyard.train.fit`` for three
-learning rates -- checkpoints, validation, the final model package, all
-automatic. The best is registered under a production contract (p99 latency
+and built into the module) comes out of a small hyperparameter search --
+adaptive ASHA over learning rate and width, trials as processes paused at
+rungs and promoted from their checkpoints, each checked against the production
+contract (its p99 latency measured). Checkpoints, validation, the final model
+package: all automatic. The best is registered under a production contract (p99 latency
 100 ms at batch size 1, served as ONNX, validation RMSE at most 3), exported to
 ONNX with a parity check, and promoted to ``production`` through the gates; a
 weaker challenger (a scikit-learn pipeline on distance alone) is then refused
@@ -34,6 +36,7 @@ import numpy as np
 
 import shipyard
 
+HERE = Path(__file__).resolve().parent
 EXPERIMENT = "demo-rides-pricing"
 MODEL = "rides-pricing"
 CONTRACT = {
@@ -157,28 +160,38 @@ def train_pipeline(ref: str, features: list[str], run_name: str) -> str:
 
 
 def train_trials(ref: str) -> tuple[int, float]:
-    """Train RidesTrial for three learning rates; register the best package."""
-    from rides_trial import RidesTrial
-
+    """Search RidesTrial's learning rate and width with adaptive ASHA (trials are
+    processes, paused at rungs and promoted from their checkpoints); register the
+    best trial's package."""
     from shipyard.models import Contract
+    from shipyard.search import parse_config, run_experiment
 
-    best: tuple[float, str] = (float("inf"), "")
-    for lr in (0.003, 0.01, 0.03):
-        result = shipyard.train.fit(
-            RidesTrial, {"data": ref, "lr": lr}, experiment=EXPERIMENT,
-            run_name=f"trial lr={lr}", progress=False,
-        )  # fmt: skip
-        rmse = result.metrics["val_rmse"]
-        ckpts = len(shipyard.train.Checkpoints(shipyard.get_client(), result.run_id).list())
-        print(f"  RidesTrial lr={lr:<6} val_rmse={rmse:.3f}  {result.step} steps, "
-              f"{ckpts} checkpoints, package {result.model_uri}")  # fmt: skip
-        best = min(best, (rmse, result.model_uri or ""))
-    version = shipyard.register_model(best[1], MODEL).version
+    config = parse_config({
+        "name": EXPERIMENT, "trial": "rides_trial.py:RidesTrial", "workdir": str(HERE),
+        "hparams": {"data": ref},
+        "space": {"lr": {"type": "float", "low": 0.002, "high": 0.05, "log": True},
+                  "hidden": {"type": "categorical", "choices": [16, 32, 64]}},
+        "metric": "val_rmse", "mode": "min",
+        "resource": {"hparam": "epochs", "max": 4, "min": 1},
+        "searcher": {"name": "asha", "max_trials": 6, "divisor": 2, "mode": "aggressive"},
+        "max_concurrent": 2, "contract": dict(CONTRACT),
+    })  # fmt: skip
+    exp_id, state = run_experiment(config)
+    for t in sorted(state.trials.values(), key=lambda t: (-t.resource, t.values["val_rmse"])):
+        p99 = shipyard.get_run(t.run_id).metrics.get("contract.latency_p99_ms")
+        timing = f", p99 {p99:.2f} ms" if p99 is not None else ""
+        print(f"  trial {t.trial_id} lr={t.config['lr']:.4f} hidden={t.config['hidden']:<3} "
+              f"{t.state:<9} after {t.resource:g} epochs: val_rmse={t.values['val_rmse']:.3f}"
+              f"{timing}")  # fmt: skip
+    best = state.trials[state.best]  # type: ignore[index]
+    print(f"  search {exp_id[:12]}: best trial {best.trial_id} "
+          f"(.venv/bin/shipyard experiment show {exp_id[:12]})")  # fmt: skip
+    version = shipyard.register_model(f"runs:/{best.run_id}/model", MODEL).version
     registry = shipyard.registry.client()
     Contract.from_dict(CONTRACT)  # checks the terms
     registry.set_contract(MODEL, dict(CONTRACT))
     print(f"  best registered as models:/{MODEL}/{version} under the production contract")
-    return version, best[0]
+    return version, best.values["val_rmse"]
 
 
 def ship(ref: str) -> str:

@@ -137,6 +137,26 @@ def experiments() -> None:
 @cli.group(
     cls=LazyGroup,
     lazy={
+        "run": ("shipyard.cli._search:run", "Run the hyperparameter search a YAML file describes."),
+        "resume": ("shipyard.cli._search:resume", "Continue a paused or crashed search."),
+        "pause": ("shipyard.cli._search:pause", "Pause a search (trials checkpoint and stop)."),
+        "kill": ("shipyard.cli._search:kill", "End a search for good."),
+        "show": ("shipyard.cli._search:show", "Show a search's trials and its best."),
+        "list": ("shipyard.cli._search:list_searches", "List searches, newest first."),
+    },
+)
+def experiment() -> None:
+    """Hyperparameter searches: run, watch, pause, resume, kill.
+
+    \b
+    shipyard experiment run search.yaml [--executor ray --address ADDR]
+    (``shipyard experiments`` lists the experiments that group runs.)
+    """
+
+
+@cli.group(
+    cls=LazyGroup,
+    lazy={
         "compare": ("shipyard.cli._compare:compare_runs", "Compare runs side by side."),
         "history": (
             "shipyard.cli._compare:metric_history",

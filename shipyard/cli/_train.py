@@ -206,9 +206,42 @@ def train(target: str, hparams_file: Path | None, sets: tuple[str, ...], experim
         code = subprocess.call(cmd, env={**os.environ, **env})
         if code:
             raise click.ClickException(f"training exited with status {code}")
+        run_id = os.environ.get("SHIPYARD_RUN_ID")
+        if run_id and os.environ.get(ENV_CONTRACT):
+            _check_contract(run_id, f"runs:/{run_id}/model", only_if_logged=True)
         return
     os.environ.update(env)
     _fit_here(target, experiment, run_name, opts)
+
+
+#: A production contract (JSON) to check the trained model against: a search sets
+#: it per trial, and the measured latency becomes the run's ``contract.*`` metrics.
+ENV_CONTRACT = "SHIPYARD_CONTRACT"
+CONTRACT_TAG = "shipyard.contract"
+
+
+def _check_contract(run_id: str, model_uri: str, *, only_if_logged: bool = False) -> None:
+    """Check the run's model against ``SHIPYARD_CONTRACT``; log what was measured."""
+    from shipyard.export._check import check_package_contract
+    from shipyard.validation import MAX_TAG_LENGTH
+
+    client = get_client()
+    if only_if_logged and not client.list_artifacts(run_id, "model"):
+        return
+    contract = json.loads(os.environ[ENV_CONTRACT])
+    report = check_package_contract(model_uri, contract, metrics=client.get_run(run_id).metrics)
+    for key in ("latency_p50_ms", "latency_p99_ms"):
+        if key in report:
+            client.log_metric(run_id, f"contract.{key}", float(report[key]))
+    text = json.dumps(report, sort_keys=True)
+    client.set_tag(
+        run_id, CONTRACT_TAG, text if len(text) <= MAX_TAG_LENGTH else text[:MAX_TAG_LENGTH]
+    )
+    client.set_tag(run_id, f"{CONTRACT_TAG}.passed", str(bool(report["passed"])).lower())
+    verdict = "meets" if report["passed"] else "fails"
+    latency = report.get("latency_p99_ms")
+    extra = f" (p99 {latency:.3f} ms)" if latency is not None else ""
+    click.echo(f"  contract: {verdict} the production contract{extra}")
 
 
 def _worker_args(
@@ -257,6 +290,8 @@ def _fit_here(
         click.echo(f"  {shown}")
     if result.model_uri:
         click.echo(f"  model: {result.model_uri}")
+        if os.environ.get(ENV_CONTRACT) and not result.preempted:
+            _check_contract(result.run_id, result.model_uri)
 
 
 @click.command("list")

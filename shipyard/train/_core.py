@@ -183,6 +183,10 @@ class TrainContext:
         ranks get None."""
         if self.checkpoints is None:
             return None
+        if self.run is not None:
+            # metrics reported before the checkpoint are stored before it: a crash
+            # after it must not lose them (a resume starts after them)
+            self.run.flush(timeout=30.0)
         return self.checkpoints.save(state, step=step, epoch=epoch, metrics=metrics)
 
     def latest_checkpoint(self, *, map_location: str | None = None) -> dict[str, Any] | None:

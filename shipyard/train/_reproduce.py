@@ -26,7 +26,8 @@ What is restored, and how:
 
 The child's runs are tagged ``shipyard.reproduces=<original id>`` (``start_run``
 reads ``SHIPYARD_REPRODUCES``); the new run's final metric values (the last value
-of each key, ``system/*`` excepted) are compared with the original's by
+of each key, ``system/*`` and ``contract.*`` excepted: machine measurements, not
+what training computed) are compared with the original's by
 :func:`compare_metrics`.
 """
 
@@ -70,6 +71,9 @@ __all__ = [
     "reproduce",
     "resolve_source",
 ]
+
+#: Metric prefixes that measure the machine (system metrics, contract timings).
+_MEASURED = ("system/", "contract.")
 
 _FULL_ID = re.compile(r"[0-9a-f]{32}")
 _SOURCE_FORMS = (
@@ -197,7 +201,8 @@ def compare_metrics(
     reproduced: Mapping[str, MetricSummary],
     tolerance: float = 0.0,
 ) -> tuple[MetricComparison, ...]:
-    """Compare the last value of each metric, by key (``system/*`` is skipped).
+    """Compare the last value of each metric, by key (``system/*`` and ``contract.*``,
+    timings of this machine, are skipped).
 
     Two values agree when they are equal (NaN equals NaN), or when
     ``|reproduced - recorded| <= tolerance * max(1, |recorded|)``: an absolute
@@ -207,7 +212,7 @@ def compare_metrics(
     _check_tolerance(tolerance)
     rows = []
     for key in sorted({*recorded, *reproduced}):
-        if key.startswith("system/"):
+        if key.startswith(_MEASURED):
             continue
         a, b = recorded.get(key), reproduced.get(key)
         if a is None or b is None:
@@ -403,7 +408,8 @@ def reproduce(
         rows = compare_metrics(run.summaries, new_run.summaries, tol) if new_run else ()
         if problem is None and not rows:
             problem = (
-                "the original run recorded no metrics (other than system/*): nothing to compare"
+                "the original run recorded no metrics (other than system/*, contract.*): nothing "
+                "to compare"
             )
         return ReproduceReport(
             source=model or ref,

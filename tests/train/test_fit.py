@@ -195,15 +195,18 @@ def test_pause_after_rungs_then_promote(home: Path, monkeypatch: pytest.MonkeyPa
     whole = fit(Regression, hparams={"epochs": 5}, progress=False, log_model=None)
     monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss:1")
     first = fit(Regression, hparams={"epochs": 5}, progress=False, log_model=None)
-    assert first.preempted and first.epoch == 1
+    assert first.preempted
+    assert first.epoch == 1
     assert shipyard.get_run(first.run_id).status is RunStatus.KILLED  # type: ignore[arg-type]
     monkeypatch.setenv("SHIPYARD_RUN_ID", first.run_id)  # type: ignore[arg-type]
     monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss:3")
     second = fit(Regression, hparams={"epochs": 5}, progress=False, log_model=None)
-    assert second.preempted and second.epoch == 3
+    assert second.preempted
+    assert second.epoch == 3
     monkeypatch.delenv("SHIPYARD_PAUSE_AFTER")
     last = fit(Regression, hparams={"epochs": 5}, progress=False, log_model=None)
-    assert not last.preempted and last.epoch == 5
+    assert not last.preempted
+    assert last.epoch == 5
     history = shipyard.get_metric_history(first.run_id, "val_loss")  # type: ignore[arg-type]
     expected = shipyard.get_metric_history(whole.run_id, "val_loss")  # type: ignore[arg-type]
     assert list(history.steps) == list(expected.steps)
