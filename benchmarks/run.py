@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_data
 import bench_dvc
+import bench_experiment
 import bench_history
 import bench_logging
 import bench_models
@@ -49,6 +50,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         bench_dvc,  # after data: its peers are data's figures from the same run
         bench_models,
         bench_train,
+        bench_experiment,
     )
 }
 

@@ -345,3 +345,33 @@ def test_local_executor_terminate_and_kill(tmp_path: Path) -> None:
         assert "ready" in ended[1].log_tail
     finally:
         ex.close()
+
+
+@pytest.mark.slow
+def test_contract_checked_per_trial_is_an_objective(home: Path) -> None:
+    """With a contract, each trial's logged model is timed after training: the
+    figures are run metrics (contract.latency_p99_ms) and a multi-objective search
+    optimises them beside the metric."""
+    cfg = config(
+        trial="ridge.py",
+        space={"alpha": {"type": "categorical", "choices": [0.01, 100.0]}},
+        metric=None,
+        objectives=[
+            {"metric": "val_loss", "mode": "min"},
+            {"metric": "contract.latency_p99_ms", "mode": "min"},
+        ],
+        resource=None,
+        searcher={"name": "grid", "max_trials": 2},
+        contract={"latency_p99_ms": 1000, "batch_size": 1},
+    )
+    _, state = run_experiment(cfg)
+    assert [t.state for t in state.trials.values()] == ["completed", "completed"]
+    for t in state.trials.values():
+        run = shipyard.get_run(t.run_id)
+        assert run.tags["shipyard.contract.passed"] == "true"
+        report = json.loads(run.tags["shipyard.contract"])
+        assert [g["name"] for g in report["gates"]] == ["signature", "latency"]
+        assert 0 < t.values["contract.latency_p99_ms"] < 1000
+    assert state.front, "a Pareto front over (val_loss, latency)"
+    low_alpha = next(t for t in state.trials.values() if t.config["alpha"] == 0.01)
+    assert low_alpha.trial_id in state.front  # the better val_loss is never dominated

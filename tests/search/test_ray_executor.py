@@ -345,3 +345,28 @@ def test_starting_a_running_trial_id_is_refused(executor: RayExecutor, tmp_path:
     executor.start(trial(1, SLEEP_WITH_PID, tmp_path, env=env))
     with pytest.raises(InvalidArgumentError, match="trial 1 is already running"):
         executor.start(trial(1, SLEEP_WITH_PID, tmp_path, env=env))
+
+
+def test_an_experiment_runs_its_trials_as_ray_tasks(
+    ray_instance: ModuleType, home: Path, executor: RayExecutor
+) -> None:
+    """The driver with the Ray executor: ASHA's promoted trials continue from their
+    checkpoints in the blob store (each step logged once), results in the store."""
+    import shipyard
+    from shipyard.search import parse_config, run_experiment
+
+    config = parse_config({
+        "name": "on-ray", "trial": "quadratic.py",
+        "workdir": str(Path(__file__).parent / "trials"),
+        "space": {"x": {"type": "float", "low": -1.0, "high": 1.0}},
+        "metric": "val_loss", "resource": {"hparam": "epochs", "max": 4, "min": 1},
+        "searcher": {"name": "asha", "max_trials": 4, "divisor": 2, "mode": "aggressive"},
+    })  # fmt: skip
+    _, state = run_experiment(config, executor=executor)
+    assert state.status == "finished"
+    assert max(t.resource for t in state.trials.values()) == 4
+    for t in state.trials.values():
+        steps = [int(s) for s in shipyard.get_metric_history(t.run_id, "val_loss").steps]
+        assert steps == list(range(int(t.resource)))
+    promoted = [t for t in state.trials.values() if t.segments > 1]
+    assert promoted, "ASHA promoted no trial"
