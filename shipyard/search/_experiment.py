@@ -421,16 +421,19 @@ def _searcher_for(config: SearchConfig) -> Searcher:
 
     res = config.resource
     s = config.searcher
-    return make_searcher(
-        s.name,
-        config.build_space(),
-        config.objective_list(),
-        max_trials=s.max_trials,
-        max_resource=res.max if res is not None else 1.0,
-        min_resource=res.min if res is not None else 1.0,
-        seed=s.seed,
-        **s.options(),
-    )
+    try:
+        return make_searcher(
+            s.name,
+            config.build_space(),
+            config.objective_list(),
+            max_trials=s.max_trials,
+            max_resource=res.max if res is not None else 1.0,
+            min_resource=res.min if res is not None else 1.0,
+            seed=s.seed,
+            **s.options(),
+        )
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(f"searcher ({s.name}): {e}") from None
 
 
 def make_executor(

@@ -375,3 +375,42 @@ def test_contract_checked_per_trial_is_an_objective(home: Path) -> None:
     assert state.front, "a Pareto front over (val_loss, latency)"
     low_alpha = next(t for t in state.trials.values() if t.config["alpha"] == 0.01)
     assert low_alpha.trial_id in state.front  # the better val_loss is never dominated
+
+
+def test_cli_reports_a_bad_config_and_lists_experiments(
+    home: Path, tmp_path: Path, shipyard_cli: Any
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: q\ntrial: quadratic.py\nspace: {x: {type: float, low: 1, high: 0}}\n")
+    done = shipyard_cli("experiment", "run", str(bad))
+    assert done.returncode != 0
+    assert "metric" in done.stderr  # no metric given
+    assert "Traceback" not in done.stderr
+    empty = shipyard_cli("experiment", "list")
+    assert empty.returncode == 0
+    assert "no search experiments" in empty.stderr + empty.stdout
+    exp_id, _ = run_experiment(config(searcher={"name": "random", "max_trials": 1}))
+    listed = shipyard_cli("experiment", "list", "--json")
+    assert [e["id"] for e in json.loads(listed.stdout)] == [exp_id]
+
+
+@pytest.mark.slow
+def test_kill_from_another_terminal_ends_it_for_good(
+    home: Path, tmp_path: Path, shipyard_cli: Any
+) -> None:
+    yaml_file = tmp_path / "search.yaml"
+    cfg = config(hparams={"sleep": 0.5}, resource={"hparam": "epochs", "max": 20},
+                 searcher={"name": "random", "max_trials": 4})  # fmt: skip
+    yaml_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    driver = _start_cli(home, "experiment", "run", str(yaml_file), "--no-progress")
+    exp_id = _experiment_id(home)
+    client = shipyard.get_client()
+    _wait_for(lambda: _reported(client, exp_id, 1))
+    assert shipyard_cli("experiment", "kill", exp_id).returncode == 0
+    driver.communicate(timeout=120)
+    state = read_state(client, exp_id)
+    assert state.status == "killed"
+    assert all(t.state == "stopped" and t.resource < 20 for t in state.trials.values())
+    again = shipyard_cli("experiment", "resume", exp_id)
+    assert again.returncode != 0
+    assert "killed" in again.stderr
