@@ -1,9 +1,10 @@
 """Shipyard's benchmarks: ``make bench`` (or ``.venv/bin/python benchmarks/run.py``).
 
-    benchmarks/run.py                  all benchmarks (about 6 minutes, 4 of them data)
+    benchmarks/run.py                  all benchmarks (about 9 minutes, 4 of them data, 3 hpo)
     benchmarks/run.py --only search_runs --only startup
     benchmarks/run.py --only data --only dvc   Shipyard beside DVC (make bench-dvc-env)
     benchmarks/bench_train.py --device cuda    the training harness alone, on a GPU
+    benchmarks/run.py --only hpo       the search benchmark (tables: benchmarks/hpo/)
     benchmarks/run.py --quick          smaller sizes, fewer repetitions (a smoke run)
     benchmarks/run.py --list
 
@@ -30,6 +31,7 @@ import bench_data
 import bench_dvc
 import bench_experiment
 import bench_history
+import bench_hpo
 import bench_logging
 import bench_models
 import bench_search
@@ -45,6 +47,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         bench_storage,
         bench_startup,
         bench_search,
+        bench_hpo,
         bench_history,
         bench_data,
         bench_dvc,  # after data: its peers are data's figures from the same run
