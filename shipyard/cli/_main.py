@@ -138,11 +138,17 @@ def experiments() -> None:
     cls=LazyGroup,
     lazy={
         "run": ("shipyard.cli._search:run", "Run the hyperparameter search a YAML file describes."),
-        "resume": ("shipyard.cli._search:resume", "Continue a paused or crashed search."),
-        "pause": ("shipyard.cli._search:pause", "Pause a search (trials checkpoint and stop)."),
-        "kill": ("shipyard.cli._search:kill", "End a search for good."),
-        "show": ("shipyard.cli._search:show", "Show a search's trials and its best."),
-        "list": ("shipyard.cli._search:list_searches", "List searches, newest first."),
+        "resume": (
+            "shipyard.cli._search:resume",
+            "Continue a paused or crashed EXPERIMENT where it stood.",
+        ),
+        "pause": (
+            "shipyard.cli._search:pause",
+            "Pause EXPERIMENT: its trials checkpoint and stop; resume continues them.",
+        ),
+        "kill": ("shipyard.cli._search:kill", "End EXPERIMENT for good: its trials stop now."),
+        "show": ("shipyard.cli._search:show", "Show an experiment's trials and its best so far."),
+        "list": ("shipyard.cli._search:list_searches", "List search experiments, newest first."),
     },
 )
 def experiment() -> None:

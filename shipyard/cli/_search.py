@@ -183,7 +183,10 @@ def _show(progress: bool | None, as_json: bool) -> bool:
 @_with_executor_options
 def run(config_file: Path, executor: str, address: str | None, max_concurrent: int | None,
         progress: bool | None, as_json: bool) -> None:  # fmt: skip
-    """Run the hyperparameter search CONFIG_FILE (YAML) describes."""
+    """Run the hyperparameter search a YAML file describes.
+
+    CONFIG_FILE: the search (see the README: space, metric, searcher, resources).
+    """
     from shipyard.search._config import load_config
     from shipyard.search._experiment import run_experiment
 

@@ -10,6 +10,7 @@ a run from its latest checkpoint with its recorded hyperparameters.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -203,7 +204,7 @@ def train(target: str, hparams_file: Path | None, sets: tuple[str, ...], experim
         else:
             args = ["-m", "shipyard.cli", *_worker_args(target, experiment, run_name, opts)]
         cmd = _torchrun(nproc, args) if nproc > 1 else args
-        code = subprocess.call(cmd, env={**os.environ, **env})
+        code = _call(cmd, {**os.environ, **env})
         if code:
             raise click.ClickException(f"training exited with status {code}")
         run_id = os.environ.get("SHIPYARD_RUN_ID")
@@ -212,6 +213,31 @@ def train(target: str, hparams_file: Path | None, sets: tuple[str, ...], experim
         return
     os.environ.update(env)
     _fit_here(target, experiment, run_name, opts)
+
+
+def _call(cmd: list[str], env: dict[str, str]) -> int:
+    """Run the training process and wait for it, forwarding SIGTERM: a scheduler that
+    stops this command must stop the training (which checkpoints) and see this
+    command end only after it has."""
+    import signal
+    import threading
+
+    proc = subprocess.Popen(cmd, env=env)
+    if threading.current_thread() is not threading.main_thread():
+        return proc.wait()
+
+    def forward(signum: int, frame: Any) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the child too: let it end (a second
+            return proc.wait()  # Ctrl-C leaves without waiting)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: A production contract (JSON) to check the trained model against: a search sets

@@ -24,7 +24,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -528,7 +530,17 @@ def resume_experiment(
 
 
 def _run_guarded(driver: Driver) -> ExperimentState:
-    """Run the driver; Ctrl-C pauses the experiment (resumable) instead of losing it."""
+    """Run the driver; Ctrl-C or SIGTERM pauses the experiment (resumable: the
+    trials checkpoint and stop) instead of orphaning its trials."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it at once
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
     try:
         return driver.run()
     except KeyboardInterrupt:
@@ -544,6 +556,9 @@ def _run_guarded(driver: Driver) -> ExperimentState:
         except Exception as e:  # pragma: no cover - already failing
             logger.warning("could not record the failure of the experiment: %s", e)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def request(run_id: str, action: str, *, client: TrackingClient | None = None) -> str:

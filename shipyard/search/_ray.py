@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -232,6 +233,20 @@ def _clip(text: str) -> str:
     return text[-_TAIL_BYTES:]
 
 
+def _sigterm_handler() -> Any:
+    """This process's SIGTERM handler (None off the main thread, where it cannot change)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _restore_sigterm(handler: Any) -> None:
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(ValueError, OSError, TypeError):
+        signal.signal(signal.SIGTERM, handler)
+
+
 class RayExecutor(Executor):
     """Runs each trial process inside a Ray task, wherever Ray places it.
 
@@ -286,6 +301,9 @@ class RayExecutor(Executor):
                 "log_to_driver": False,
                 **self.init_kwargs,
             }
+            # ray.init installs a SIGTERM handler in this (the driver's) process and
+            # leaves it after shutdown: keep the process's own handling of SIGTERM
+            previous = _sigterm_handler()
             try:
                 ray.init(address=self.address, **kwargs)
             except ConnectionError as e:
@@ -293,6 +311,8 @@ class RayExecutor(Executor):
                     f"cannot connect to the Ray cluster at {self.address!r}: {e}; start it "
                     "(ray start --head) or pass address=None for a local instance"
                 ) from e
+            finally:
+                _restore_sigterm(previous)
             self._owns_ray = True
         # Retrying would rerun a trial segment behind the driver's back: a lost worker
         # is reported as a failed exit and the driver decides.

@@ -76,6 +76,8 @@ ENV_RUN_ID = "SHIPYARD_RUN_ID"
 ENV_RESUME_FROM = "SHIPYARD_RESUME_FROM"
 ENV_PAUSE_AFTER = "SHIPYARD_PAUSE_AFTER"
 CONTROL_TAG = "shipyard.control"
+#: SIGTERMs this close together count as one (see TrainContext._install_sigterm).
+_SIGTERM_REPEAT_S = 1.0
 
 
 class TrainContext:
@@ -240,12 +242,18 @@ class TrainContext:
             return
         with contextlib.suppress(ValueError, OSError):
             if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                first: list[float] = []
 
                 def on_term(signum: int, frame: Any) -> None:
-                    if self._preempted.is_set():  # a second SIGTERM: leave at once
+                    # A second SIGTERM leaves at once -- a second one a person sends:
+                    # copies within a second are one (a process group signalled, and
+                    # its launcher forwarding the same signal).
+                    if first and time.monotonic() - first[0] > _SIGTERM_REPEAT_S:
                         signal.signal(signal.SIGTERM, signal.SIG_DFL)
                         os.kill(os.getpid(), signal.SIGTERM)
-                    logger.warning("SIGTERM: the loop will stop at its next should_preempt()")
+                    if not first:
+                        first.append(time.monotonic())
+                        logger.warning("SIGTERM: the loop will stop at its next should_preempt()")
                     self._preempted.set()
 
                 self._old_handler = signal.signal(signal.SIGTERM, on_term)

@@ -414,3 +414,25 @@ def test_kill_from_another_terminal_ends_it_for_good(
     again = shipyard_cli("experiment", "resume", exp_id)
     assert again.returncode != 0
     assert "killed" in again.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_driver_pauses_the_experiment(
+    home: Path, tmp_path: Path, shipyard_cli: Any
+) -> None:
+    """A terminated driver (a closed terminal, a cancelled job) pauses: its trials
+    checkpoint and stop instead of running on as orphans."""
+    yaml_file = tmp_path / "search.yaml"
+    cfg = config(hparams={"sleep": 0.5}, resource={"hparam": "epochs", "max": 20},
+                 searcher={"name": "random", "max_trials": 2})  # fmt: skip
+    yaml_file.write_text(json.dumps(cfg.model_dump(mode="json")))
+    driver = _start_cli(home, "experiment", "run", str(yaml_file), "--no-progress")
+    exp_id = _experiment_id(home)
+    client = shipyard.get_client()
+    _wait_for(lambda: _reported(client, exp_id, 1))
+    driver.send_signal(signal.SIGTERM)
+    driver.communicate(timeout=120)
+    state = read_state(client, exp_id)
+    assert state.status == "paused"
+    for t in state.trials.values():
+        assert shipyard.get_run(t.run_id).status is RunStatus.KILLED  # resumable

@@ -8,6 +8,7 @@ Without Ray these tests skip, unless ``SHIPYARD_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -44,14 +45,21 @@ def ray_instance() -> Iterator[ModuleType]:
         import ray
     except ImportError as e:
         require_service("Ray", f"{e}; pip install 'shipyard[ray]'")
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
         object_store_memory=100 * 1024**2,
     )
+    # ray.init leaves its own SIGTERM handler in this process (the xdist worker, which
+    # runs other tests next: one that sends itself SIGTERM would kill it)
+    signal.signal(signal.SIGTERM, previous)
     yield ray
     ray.shutdown()
+    signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture
@@ -323,6 +331,25 @@ def test_kill_ends_a_trial_that_ignores_sigterm(executor: RayExecutor, tmp_path:
     done = wait_exits(executor, 1)[1]
     assert done.returncode == -9
     assert gone(pid)
+
+
+def test_starting_ray_keeps_the_drivers_sigterm_handler(tmp_path: Path) -> None:
+    """ray.init installs a SIGTERM handler and keeps it after shutdown; an executor
+    that starts Ray itself gives the driver process its own handler back."""
+    code = textwrap.dedent(
+        """
+        import signal, sys
+        from shipyard.search._ray import RayExecutor
+        ex = RayExecutor(init_kwargs={"num_cpus": 1, "object_store_memory": 100 * 1024**2})
+        ex.free_slots(1, 0)  # connects: starts a local Ray
+        kept = signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        ex.close()
+        print("kept" if kept and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else "lost")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1:] == ["kept"], done.stderr[-2000:]
 
 
 def test_close_leaves_no_trial_process_alive(ray_instance: ModuleType, tmp_path: Path) -> None:

@@ -613,3 +613,65 @@ def test_tpe_conditional_parameters() -> None:
     while (job := searcher.suggest()) is not None:
         assert SPACE.validate(job.config) == job.config
         searcher.report(Result(job.trial_id, 1.0, {"loss": quality(job.config)}, final=True))
+
+
+def _run_tpe_on_a_grid(
+    seed: int, max_trials: int, monkeypatch: pytest.MonkeyPatch | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """TPE on a 9 x 9 int grid with its optimum at (6, 2): the configs it proposed
+    and how many times it asked Optuna."""
+    space = Space([Int("a", 0, 8), Int("b", 0, 8)])
+    searcher = make_searcher(
+        "tpe", space, LOSS, max_trials=max_trials, max_resource=1.0, seed=seed, n_startup_trials=5
+    )
+    assert isinstance(searcher, TpeSearcher)
+    asks = 0
+    ask = searcher.proposer._ask
+
+    def counted(*args: Any) -> Any:
+        nonlocal asks
+        asks += 1
+        return ask(*args)
+
+    if monkeypatch is not None:
+        monkeypatch.setattr(searcher.proposer, "_ask", counted)
+    configs = []
+    while (job := searcher.suggest()) is not None:
+        configs.append(job.config)
+        loss = (job.config["a"] - 6) ** 2 + (job.config["b"] - 2) ** 2
+        searcher.report(Result(job.trial_id, 1.0, {"loss": float(loss)}, final=True))
+    return configs, asks
+
+
+def test_tpe_replaces_a_tried_proposal_with_the_best_untried_in_one_ask(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a small discrete space TPE's proposals soon repeat tried configs: each such
+    proposal becomes the untried config TPE ranks best, at the cost of one ask, and
+    the search stays near the optimum rather than falling back to random configs."""
+    pytest.importorskip("optuna")
+    configs, asks = _run_tpe_on_a_grid(0, 60, monkeypatch)
+    keys = [json.dumps(c, sort_keys=True) for c in configs]
+    assert len(configs) == 60
+    assert len(set(keys)) == 60
+    assert asks == 60  # one ask a proposal
+    # after the startup, mostly configs within 2 steps of the optimum (the 5 x 5 square
+    # around it is 25 of the 81 configs; uniform proposals would land there 31% of the time)
+    later = configs[5:30]
+    near = sum(abs(c["a"] - 6) <= 2 and abs(c["b"] - 2) <= 2 for c in later)
+    assert near >= 12
+    # deterministic given the seed
+    assert _run_tpe_on_a_grid(0, 60)[0] == configs
+
+
+def test_tpe_asks_again_without_the_densities(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Optuna without the hook that exposes TPE's densities: TPE asks again with
+    other seeds (at most MAX_ASKS a proposal), then draws at random; never a repeat."""
+    pytest.importorskip("optuna")
+    import shipyard.search._searchers._tpe as tpe_module
+
+    monkeypatch.setattr(tpe_module, "recording_tpe", lambda base: base)
+    monkeypatch.setattr(tpe_module, "hooked", lambda base: False)
+    configs, asks = _run_tpe_on_a_grid(1, 40, monkeypatch)
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == len(configs) == 40
+    assert 40 < asks <= 40 * tpe_module.MAX_ASKS

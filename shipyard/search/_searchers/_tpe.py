@@ -34,10 +34,14 @@ the log alone. Configs are asked define-by-run, parameter by parameter in
 space order, so conditional parameters are only suggested where they are active
 (``group=True`` models each such sub-space jointly).
 
-A proposal whose config was already tried is not run again: that ask is told
-FAIL (its known result is in the study already, as the original trial) and TPE
-asks again with another seed, up to :data:`MAX_ASKS` times; then a uniformly
-random new config is drawn.
+**Already tried.** A proposal whose config was already tried is not run
+again (its known result is in the study already, as the original trial). Once
+TPE models the trials, such a proposal is replaced by the untried config TPE
+ranks best by its own densities (``_tpe_untried.py``): a proposal costs one ask.
+Before that (fewer than ``n_startup_trials`` finished trials: Optuna samples at
+random), or when no candidate is new, a uniformly random new config is drawn.
+On an Optuna whose densities cannot be read, TPE asks again with another seed
+instead, up to :data:`MAX_ASKS` times, before the random draw.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ from shipyard.search._searchers._common import (
     check_space,
     derive_seed,
 )
+from shipyard.search._searchers._tpe_untried import (
+    Densities,
+    best_untried,
+    hooked,
+    recording_tpe,
+)
 from shipyard.search._space import Categorical, Float, Int, Space
 
 if TYPE_CHECKING:
@@ -71,7 +81,8 @@ if TYPE_CHECKING:
 __all__ = ["GARBAGE_SHARE", "MAX_ASKS", "TpeProposer", "TpeSearcher"]
 
 _INSTALL = "pip install 'shipyard[optuna]'"
-#: Asks that may return an already tried config before a random one is drawn.
+#: Asks that may return an already tried config before a random one is drawn,
+#: where the densities cannot be read (an Optuna without the hook).
 MAX_ASKS = 8
 #: Garbage (stale or told-FAIL Optuna trials) allowed, as a share of the current
 #: trials (and at least _MIN_GARBAGE), before the study is rebuilt without it.
@@ -156,25 +167,40 @@ class TpeProposer(Proposer):
     # -- proposing ---------------------------------------------------------------------
 
     def propose(self, trial_id: int, seen: Container[str]) -> dict[str, Any] | None:
-        op = self._optuna
         garbage = len(self._entries) - len(self._current)
         if garbage > max(_MIN_GARBAGE, GARBAGE_SHARE * len(self._current)):
             self._compact()
         study = self.study()
+        can_rank = hooked(self._optuna.samplers.TPESampler)
         for attempt in range(MAX_ASKS):
-            with _quiet(op):
-                study.sampler = self._sampler(derive_seed(self.seed, trial_id, attempt))
-                trial = study.ask()
-                config = self._suggest(trial)
-                study.tell(trial, state=op.trial.TrialState.FAIL)
-            self._entries.append(_Entry(None, config, "failed"))
+            config, densities = self._ask(study, derive_seed(self.seed, trial_id, attempt))
             if self.space.key(config) not in seen:
                 self._append(_Entry(trial_id, config))
                 return config
+            if densities:
+                seed = derive_seed(self.seed, trial_id, MAX_ASKS)  # no ask's seed
+                best = best_untried(self.space, self._distributions, densities, seen, seed)
+                if best is not None:
+                    self._append(_Entry(trial_id, best))
+                    return best
+            if can_rank:
+                break  # no untried candidate, or TPE sampled at random (startup)
         drawn = self._fallback.draw(seen)
         if drawn is not None:
             self._append(_Entry(trial_id, drawn))
         return drawn
+
+    def _ask(self, study: optuna.Study, seed: int) -> tuple[dict[str, Any], list[Densities]]:
+        """One ask, told FAIL at once (see the module docstring), and the densities
+        TPE built for it."""
+        with _quiet(self._optuna):
+            sampler = self._sampler(seed)
+            study.sampler = sampler
+            trial = study.ask()
+            config = self._suggest(trial)
+            study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        self._entries.append(_Entry(None, config, "failed"))
+        return config, list(getattr(sampler, "recorded", ()))
 
     def _suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         config: dict[str, Any] = {}
@@ -192,7 +218,7 @@ class TpeProposer(Proposer):
 
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         with _quiet(self._optuna):
-            sampler: optuna.samplers.BaseSampler = self._optuna.samplers.TPESampler(
+            sampler: optuna.samplers.BaseSampler = recording_tpe(self._optuna.samplers.TPESampler)(
                 seed=seed,
                 n_startup_trials=self.n_startup_trials,
                 multivariate=True,
