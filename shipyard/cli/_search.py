@@ -9,6 +9,7 @@ experiment, which ``resume`` continues.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +147,7 @@ def _state_json(run_id: str, state: ExperimentState) -> dict[str, Any]:
 
 
 def _executor(kind: str, address: str | None, max_concurrent: int | None) -> Any:
-    from shipyard.search._experiment import make_executor
+    from shipyard.search._run import make_executor
 
     if address and kind != "ray":
         raise click.UsageError("--address is for --executor ray")
@@ -178,6 +179,28 @@ def _show(progress: bool | None, as_json: bool) -> bool:
     return console().is_terminal and not as_json
 
 
+def _drive(
+    kind: str,
+    address: str | None,
+    limit: int | None,
+    progress: bool | None,
+    as_json: bool,
+    session: Callable[[Any, Callable[..., None]], tuple[str, ExperimentState]],
+) -> None:
+    """Run one session of an experiment on an executor, with live progress, then
+    print its results."""
+    ex = _executor(kind, address, limit)
+    try:
+        with _Live(_show(progress, as_json)) as live:
+            run_id, state = session(ex, live.event)
+    finally:
+        ex.close()
+    if as_json:
+        print_json(_state_json(run_id, state))
+    else:
+        _results(run_id, state)
+
+
 @click.command("run")
 @click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
 @_with_executor_options
@@ -188,24 +211,18 @@ def run(config_file: Path, executor: str, address: str | None, max_concurrent: i
     CONFIG_FILE: the search (see the README: space, metric, searcher, resources).
     """
     from shipyard.search._config import load_config
-    from shipyard.search._experiment import run_experiment
+    from shipyard.search._run import run_experiment
 
     config = load_config(config_file)
     limit = max_concurrent or config.max_concurrent
     client = get_client()
-    ex = _executor(executor, address, limit)
-    try:
-        with _Live(_show(progress, as_json)) as live:
-            run_id, state = run_experiment(
-                config, client=client, executor=ex, on_event=live.event,
-                on_start=lambda rid: click.echo(f"experiment {rid}", err=True),
-            )  # fmt: skip
-    finally:
-        ex.close()
-    if as_json:
-        print_json(_state_json(run_id, state))
-    else:
-        _results(run_id, state)
+    _drive(
+        executor, address, limit, progress, as_json,
+        lambda ex, on_event: run_experiment(
+            config, client=client, executor=ex, on_event=on_event,
+            on_start=lambda rid: click.echo(f"experiment {rid}", err=True),
+        ),
+    )  # fmt: skip
 
 
 @click.command("resume")
@@ -214,26 +231,23 @@ def run(config_file: Path, executor: str, address: str | None, max_concurrent: i
 def resume(experiment: str, executor: str, address: str | None, max_concurrent: int | None,
            progress: bool | None, as_json: bool) -> None:  # fmt: skip
     """Continue a paused or crashed EXPERIMENT where it stood."""
-    from shipyard.search._experiment import resume_experiment
+    from shipyard.search._run import resume_experiment
     from shipyard.search._state import read_state
 
     client = get_client()
     run_id = resolve_run(client, experiment).id
     config = read_state(client, run_id).config
-    ex = _executor(executor, address, max_concurrent or config.get("max_concurrent"))
-    try:
-        with _Live(_show(progress, as_json)) as live:
-            state = resume_experiment(run_id, client=client, executor=ex, on_event=live.event)
-    finally:
-        ex.close()
-    if as_json:
-        print_json(_state_json(run_id, state))
-    else:
-        _results(run_id, state)
+    limit = max_concurrent or config.get("max_concurrent")
+    _drive(
+        executor, address, limit, progress, as_json,
+        lambda ex, on_event: (
+            run_id, resume_experiment(run_id, client=client, executor=ex, on_event=on_event)
+        ),
+    )  # fmt: skip
 
 
 def _control(experiment: str, action: str) -> None:
-    from shipyard.search._experiment import request
+    from shipyard.search._run import request
 
     client = get_client()
     run_id = resolve_run(client, experiment).id

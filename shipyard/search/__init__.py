@@ -30,8 +30,8 @@ from shipyard.search._protocol import Job, Objective, Result, Searcher
 
 if TYPE_CHECKING:
     from shipyard.search._config import SearchConfig, load_config, parse_config
-    from shipyard.search._experiment import request, resume_experiment, run_experiment
     from shipyard.search._local import LocalExecutor
+    from shipyard.search._run import request, resume_experiment, run_experiment
     from shipyard.search._searchers import make_searcher
     from shipyard.search._space import Categorical, Float, Int, Space
     from shipyard.search._state import ExperimentState, TrialRecord, read_state
@@ -60,8 +60,8 @@ __all__ = [
 
 _LAZY = {
     "SearchConfig": "_config", "load_config": "_config", "parse_config": "_config",
-    "request": "_experiment", "resume_experiment": "_experiment",
-    "run_experiment": "_experiment", "LocalExecutor": "_local",
+    "request": "_run", "resume_experiment": "_run",
+    "run_experiment": "_run", "LocalExecutor": "_local",
     "make_searcher": "_searchers", "Categorical": "_space", "Float": "_space",
     "Int": "_space", "Space": "_space", "ExperimentState": "_state",
     "TrialRecord": "_state", "read_state": "_state",

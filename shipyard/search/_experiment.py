@@ -1,6 +1,6 @@
 """The experiment driver: a searcher, an executor, and the tracking store between.
 
-    state = run_experiment(load_config("search.yaml"))
+One session of an experiment (started, or resumed, by ``_run.py``).
 
 The driver asks the searcher for jobs while the executor has free slots,
 launches each as a trial process (``shipyard train TARGET`` with the trial's
@@ -24,17 +24,15 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import InvalidArgumentError, StateError
-from shipyard.search._config import SearchConfig, parse_config
+from shipyard.errors import StateError
+from shipyard.search._config import SearchConfig
 from shipyard.search._executor import Executor, Exit, Launch
 from shipyard.search._protocol import Job, Objective, Result, Searcher
 from shipyard.search._state import (
@@ -44,7 +42,6 @@ from shipyard.search._state import (
     TrialRecord,
     best_trial,
     pareto_front,
-    read_state,
     write_state,
 )
 from shipyard.types import RunStatus
@@ -52,7 +49,7 @@ from shipyard.types import RunStatus
 if TYPE_CHECKING:
     from shipyard.tracking import TrackingClient
 
-__all__ = ["CONTROL_TAG", "Driver", "request", "resume_experiment", "run_experiment"]
+__all__ = ["CONTROL_TAG", "Driver", "clear_control"]
 
 logger = logging.getLogger("shipyard.search")
 
@@ -131,7 +128,7 @@ class Driver:
                 break
             for ended in ex.wait(timeout=0.5):
                 self._ended(ended)
-        return self._finish()
+        return self.finish()
 
     def _fill(self, cpus: float, gpus: int) -> None:
         while self.executor.free_slots(cpus, gpus) > 0:
@@ -191,7 +188,7 @@ class Driver:
         cfg = self.config
         trial = self._trial_run(job)
         # a control word left from a pause must not stop the next segment at once
-        _clear_control(self.client, trial.run_id)
+        clear_control(self.client, trial.run_id)
         env = {
             "SHIPYARD_TRACKING_URI": self.client.tracking_uri,
             "SHIPYARD_BLOB_URI": self.client.blob_uri,
@@ -222,7 +219,7 @@ class Driver:
                 log_path=str(self._logs / f"trial-{job.trial_id:04d}.log"),
             )
         )
-        self._save()
+        self.save()
         self._event(f"trial {job.trial_id} {'resumed' if job.resume else 'started'}")
 
     # -- results ------------------------------------------------------------------
@@ -245,7 +242,7 @@ class Driver:
         }
         if self._stopping is not None and ended.returncode in (0, -15, 143):
             trial.state = "paused"  # a pause or kill of the experiment: not a result
-            self._save()
+            self.save()
             return
         crashed = ended.returncode != 0 or run.status is RunStatus.FAILED
         if crashed or primary not in trial.values:
@@ -266,7 +263,7 @@ class Driver:
             Result(job.trial_id, trial.resource, dict(trial.values), final=not paused)
         )
         self._update_best()
-        self._save()
+        self.save()
         self._event(
             f"trial {job.trial_id} {'paused at' if paused else 'completed with'} "
             f"{primary}={trial.values[primary]:.5g} (resource {trial.resource:g})"
@@ -281,7 +278,7 @@ class Driver:
         if retry and trial.attempts <= self.config.retries:
             self._retry.append(job)  # from its latest checkpoint, same run
             trial.state = "running"
-            self._save()
+            self.save()
             self._event(f"trial {job.trial_id} crashed ({why}); retry {trial.attempts}")
             return
         self._log_file(trial)
@@ -291,7 +288,7 @@ class Driver:
         trial.state = "failed"
         trial.ended_at = time.time()
         self.searcher.fail(job.trial_id)
-        self._save()
+        self.save()
         self._event(f"trial {job.trial_id} failed: {trial.error}")
 
     def _log_file(self, trial: TrialRecord) -> None:
@@ -361,7 +358,7 @@ class Driver:
 
     # -- the end ------------------------------------------------------------------
 
-    def _finish(self) -> ExperimentState:
+    def finish(self) -> ExperimentState:
         state = self.state
         if self._stopping == "pause":
             state.status = "paused"
@@ -380,9 +377,9 @@ class Driver:
                     t.state = "stopped"  # waiting at a rung, never promoted; or out of time
         state.ended_at = time.time()
         self._update_best()
-        self._save()
+        self.save()
         self._summarise()
-        _clear_control(self.client, self.run_id)
+        clear_control(self.client, self.run_id)
         self.client.set_terminated(self.run_id, status)
         self._event(state.status)
         return state
@@ -400,7 +397,7 @@ class Driver:
         for key, value in metrics.items():
             self.client.log_metric(self.run_id, key, value, step=len(self.state.trials))
 
-    def _save(self) -> None:
+    def save(self) -> None:
         self.state.searcher = self.searcher.state_dict()
         write_state(self.client, self.run_id, self.state)
 
@@ -410,175 +407,6 @@ class Driver:
             self.on_event(self, what)
 
 
-def _clear_control(client: TrackingClient, run_id: str) -> None:
+def clear_control(client: TrackingClient, run_id: str) -> None:
     if CONTROL_TAG in client.store.get_run(run_id).tags:
         client.store.delete_tag(run_id, CONTROL_TAG)
-
-
-# -- entry points ---------------------------------------------------------------------
-
-
-def _searcher_for(config: SearchConfig) -> Searcher:
-    from shipyard.search._searchers import make_searcher
-
-    res = config.resource
-    s = config.searcher
-    try:
-        return make_searcher(
-            s.name,
-            config.build_space(),
-            config.objective_list(),
-            max_trials=s.max_trials,
-            max_resource=res.max if res is not None else 1.0,
-            min_resource=res.min if res is not None else 1.0,
-            seed=s.seed,
-            **s.options(),
-        )
-    except InvalidArgumentError as e:
-        raise InvalidArgumentError(f"searcher ({s.name}): {e}") from None
-
-
-def make_executor(
-    kind: str, *, address: str | None = None, max_concurrent: int | None = None
-) -> Executor:
-    """``local`` (processes here) or ``ray`` (Ray tasks on a cluster)."""
-    if kind == "local":
-        from shipyard.search._local import LocalExecutor
-
-        return LocalExecutor(max_concurrent)
-    if kind == "ray":
-        from shipyard.search._ray import RayExecutor
-
-        return RayExecutor(address, max_concurrent=max_concurrent)
-    raise InvalidArgumentError(f"executor {kind!r}: expected local or ray")
-
-
-def run_experiment(
-    config: SearchConfig,
-    *,
-    client: TrackingClient | None = None,
-    executor: Executor | None = None,
-    on_event: Callable[[Driver, str], None] | None = None,
-    on_start: Callable[[str], None] | None = None,
-) -> tuple[str, ExperimentState]:
-    """Start an experiment and run it to its end (or a pause); returns its id (the
-    search run's) and its final state."""
-    from shipyard._util._ids import current_user
-    from shipyard.tracking import get_client
-    from shipyard.tracking._liveness import process_id
-
-    client = client or get_client()
-    searcher = _searcher_for(config)
-    exp = client.get_or_create_experiment(config.name)
-    run = client.store.create_run(
-        exp.id,
-        name="search",
-        user=current_user(),
-        tags={SEARCH_TAG: "experiment"},
-        process=process_id(),
-    )
-    state = ExperimentState(config=config.model_dump(mode="json"))
-    state.searcher = searcher.state_dict()
-    write_state(client, run.id, state)
-    if on_start is not None:
-        on_start(run.id)
-    owned = executor is None
-    executor = executor or make_executor("local", max_concurrent=config.max_concurrent)
-    try:
-        driver = Driver(config, client, executor, run.id, state, searcher, on_event=on_event)
-        return run.id, _run_guarded(driver)
-    finally:
-        if owned:
-            executor.close()
-
-
-def resume_experiment(
-    run_id: str,
-    *,
-    client: TrackingClient | None = None,
-    executor: Executor | None = None,
-    on_event: Callable[[Driver, str], None] | None = None,
-) -> ExperimentState:
-    """Continue a paused or crashed experiment where it stood."""
-    from shipyard.tracking import get_client
-    from shipyard.tracking._liveness import process_id
-
-    client = client or get_client()
-    state = read_state(client, run_id)
-    run = client.get_run(run_id)  # a dead driver's run is marked KILLED here
-    if run.status is RunStatus.RUNNING:
-        raise StateError(
-            f"experiment {run_id} is running (process {run.process}); pause it first: "
-            f"shipyard experiment pause {run_id}"
-        )
-    if state.status in ("finished", "killed"):
-        raise StateError(f"experiment {run_id} is {state.status}; start a new one instead")
-    config = parse_config(state.config, source=f"experiment {run_id}")
-    searcher = _searcher_for(config)
-    searcher.load_state_dict(state.searcher)
-    _clear_control(client, run_id)
-    client.store.update_run(run_id, status=RunStatus.RUNNING, process=process_id())
-    state.status = "running"
-    owned = executor is None
-    executor = executor or make_executor("local", max_concurrent=config.max_concurrent)
-    try:
-        driver = Driver(config, client, executor, run_id, state, searcher, on_event=on_event)
-        return _run_guarded(driver)
-    finally:
-        if owned:
-            executor.close()
-
-
-def _run_guarded(driver: Driver) -> ExperimentState:
-    """Run the driver; Ctrl-C or SIGTERM pauses the experiment (resumable: the
-    trials checkpoint and stop) instead of orphaning its trials."""
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_term(signum: int, frame: Any) -> None:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends it at once
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, on_term)
-    try:
-        return driver.run()
-    except KeyboardInterrupt:
-        driver.stop("pause")
-        return driver._finish()
-    except BaseException:
-        driver.state.status = "failed"
-        for trial_id in list(driver.out):
-            driver.executor.kill(trial_id)
-        try:
-            driver._save()
-            driver.client.set_terminated(driver.run_id, RunStatus.FAILED)
-        except Exception as e:  # pragma: no cover - already failing
-            logger.warning("could not record the failure of the experiment: %s", e)
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def request(run_id: str, action: str, *, client: TrackingClient | None = None) -> str:
-    """Ask a running experiment to ``pause`` or ``kill`` (its driver reads the
-    request within a second). Returns what was done."""
-    from shipyard.tracking import get_client
-
-    if action not in ("pause", "kill"):
-        raise InvalidArgumentError(f"action {action!r}: expected pause or kill")
-    client = client or get_client()
-    state = read_state(client, run_id)
-    run = client.get_run(run_id)
-    if run.status is RunStatus.RUNNING:
-        client.set_tag(run_id, CONTROL_TAG, action)
-        return f"asked experiment {run_id} to {action}"
-    if action == "kill" and state.status in ("paused", "running"):
-        state.status = "killed"
-        for t in state.trials.values():
-            if t.state in ("running", "paused"):
-                t.state = "stopped"
-        write_state(client, run_id, state)
-        return f"experiment {run_id} was not running; marked killed"
-    raise StateError(f"experiment {run_id} is not running (it is {state.status})")

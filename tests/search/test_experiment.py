@@ -204,7 +204,7 @@ def test_pause_and_resume_from_another_terminal(home: Path, tmp_path: Path, ship
     """`experiment pause` checkpoints the running trials and stops the driver;
     `resume` continues them (no step twice) to the end."""
     yaml_file = tmp_path / "search.yaml"
-    cfg = config(hparams={"sleep": 0.4}, resource={"hparam": "epochs", "max": 6},
+    cfg = config(hparams={"sleep": 0.25}, resource={"hparam": "epochs", "max": 20},
                  searcher={"name": "random", "max_trials": 3, "seed": 2})  # fmt: skip
     yaml_file.write_text(json.dumps(cfg.model_dump(mode="json")))
     driver = _start_cli(home, "experiment", "run", str(yaml_file), "--no-progress")
@@ -220,7 +220,7 @@ def test_pause_and_resume_from_another_terminal(home: Path, tmp_path: Path, ship
     state = read_state(client, exp_id)
     assert state.status == "paused"
     assert "resume" in out + err
-    assert any(t.resource < 6 for t in state.trials.values())
+    assert any(t.resource < 20 for t in state.trials.values())
     resumed = shipyard_cli("experiment", "resume", exp_id, "--no-progress", "--json")
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads(resumed.stdout)
@@ -228,7 +228,7 @@ def test_pause_and_resume_from_another_terminal(home: Path, tmp_path: Path, ship
     assert len(final["trials"]) == 3
     for t in final["trials"]:
         assert t["state"] == "completed"
-        assert history(t["run_id"]) == list(range(6))
+        assert history(t["run_id"]) == list(range(20))
     shown = shipyard_cli("experiment", "show", exp_id[:10])
     assert shown.returncode == 0, shown.stderr
     assert "finished" in shown.stdout
