@@ -184,8 +184,8 @@ def train_trials(ref: str) -> tuple[int, float]:
               f"{t.state:<9} after {t.resource:g} epochs: val_rmse={t.values['val_rmse']:.3f}"
               f"{timing}")  # fmt: skip
     best = state.trials[state.best]  # type: ignore[index]
-    print(f"  search {exp_id[:12]}: best trial {best.trial_id} "
-          f"(.venv/bin/shipyard experiment show {exp_id[:12]})")  # fmt: skip
+    print(f"  search {exp_id[-12:]}: best trial {best.trial_id} "
+          f"(.venv/bin/shipyard experiment show {exp_id[-12:]})")  # fmt: skip
     version = shipyard.register_model(f"runs:/{best.run_id}/model", MODEL).version
     registry = shipyard.registry.client()
     Contract.from_dict(CONTRACT)  # checks the terms

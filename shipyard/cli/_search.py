@@ -42,7 +42,7 @@ def _headline(run_id: str, state: ExperimentState, started: float) -> Text:
     cfg = state.config
     counts = state.counts()
     text = Text()
-    text.append(f"experiment {run_id[:12]} ", style="bold")
+    text.append(f"experiment {run_id} ", style="bold")
     text.append(f"{cfg['name']}  {cfg['searcher']['name']}  ")
     text.append(fmt_duration(time.time() - started), style="dim")
     text.append("\ntrials: ")
@@ -62,6 +62,11 @@ def _headline(run_id: str, state: ExperimentState, started: float) -> Text:
             style="green",
         )
     return text
+
+
+def _short(run_id: str) -> str:
+    """A run id's last 12 digits (ids start with their time: prefixes collide)."""
+    return "…" + run_id[-12:] if run_id else ""
 
 
 def _objectives(state: ExperimentState) -> list[tuple[str, str]]:
@@ -122,7 +127,7 @@ def _results(run_id: str, state: ExperimentState, limit: int = 10) -> None:
             f"{rec.resource:g}",
             *(fmt_float(rec.values[m]) if m in rec.values else "-" for m, _ in objectives),
             _fmt_config(rec.config),
-            rec.run_id[:12],
+            _short(rec.run_id),
         )
     console().print(t)
     failed = [r for r in state.trials.values() if r.state == "failed"]
@@ -310,8 +315,8 @@ def list_searches(as_json: bool) -> None:
     names = {e.id: e.name for e in client.list_experiments()}
     for r in runs:
         t.add_row(
-            r.id[:12], names.get(r.experiment_id, r.experiment_id), r.status.value,
+            r.id, names.get(r.experiment_id, r.experiment_id), r.status.value,
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r.start_time)),
-            r.tags.get("shipyard.search.best_run", "")[:12],
+            _short(r.tags.get("shipyard.search.best_run", "")),
         )  # fmt: skip
     console().print(t)

@@ -44,7 +44,7 @@ from shipyard.search._state import (
     pareto_front,
     write_state,
 )
-from shipyard.types import RunStatus
+from shipyard.types import Run, RunStatus
 
 if TYPE_CHECKING:
     from shipyard.tracking import TrackingClient
@@ -59,8 +59,12 @@ ENV_RUN_ID = "SHIPYARD_RUN_ID"
 ENV_HPARAMS = "SHIPYARD_HPARAMS"
 ENV_PAUSE_AFTER = "SHIPYARD_PAUSE_AFTER"
 ENV_RESUME_FROM = "SHIPYARD_RESUME_FROM"
+ENV_PAUSE_WAIT = "SHIPYARD_PAUSE_WAIT"
 ENV_CONTRACT = "SHIPYARD_CONTRACT"
 CONTROL_TAG = "shipyard.control"
+AT_RUNG_TAG = "shipyard.search.at"
+#: Seconds a trial at its rung waits for a promotion in place before it pauses.
+PAUSE_WAIT = 10.0
 _CONTROL_EVERY = 1.0
 _GRACE = 60.0  # seconds a terminated trial has to checkpoint before SIGKILL
 
@@ -71,6 +75,11 @@ class _Out:
 
     job: Job
     started: float
+    #: The rung result was told to the searcher while the process waited at its
+    #: pause point, and the answer was pause: its exit is not a result.
+    reported: bool = False
+    #: The job continues a process promoted in place (``continue:N``).
+    inplace: bool = False
 
 
 class Driver:
@@ -99,6 +108,7 @@ class Driver:
         self._retry: list[Job] = []
         self._stopping: str | None = None
         self._last_control = 0.0
+        self._last_rungs = 0.0
         self._logs = Path(client.settings.home) / "search" / search_run_id / "logs"
         self._code: dict[str, Any] | None = None
         self._environment: dict[str, Any] | None = None
@@ -126,8 +136,11 @@ class Driver:
                 self._fill(cpus, gpus)
             if not self.out and (self._stopping or (not self._retry and self.searcher.finished)):
                 break
-            for ended in ex.wait(timeout=0.5):
+            at_rungs = any(o.job.resource is not None for o in self.out.values())
+            for ended in ex.wait(timeout=0.2 if at_rungs else 0.5):
                 self._ended(ended)
+            if at_rungs:
+                self._check_rungs()
         return self.finish()
 
     def _fill(self, cpus: float, gpus: int) -> None:
@@ -199,6 +212,7 @@ class Driver:
                 if job.resource is not None
                 else ""
             ),
+            ENV_PAUSE_WAIT: str(PAUSE_WAIT) if job.resource is not None else "",
             ENV_RESUME_FROM: "",
             ENV_CONTRACT: json.dumps(cfg.contract_dict()) if cfg.contract else "",
             "PYTHONUNBUFFERED": "1",
@@ -206,6 +220,7 @@ class Driver:
         argv = [sys.executable, "-m", "shipyard.cli", "train", cfg.trial, *cfg.train_args]
         trial.state = "running"
         trial.segments += 1
+        trial.processes += 1
         self.out[job.trial_id] = _Out(job, time.time())
         self.executor.start(
             Launch(
@@ -231,20 +246,22 @@ class Driver:
         job, trial = out.job, self.state.trials[ended.trial_id]
         run = self.client.get_run(trial.run_id)
         primary = self.objectives[0].metric
-        try:
-            history = self.client.get_metric_history(trial.run_id, primary)
-            trial.resource = float(len(set(history.steps.tolist())))
-        except Exception:
-            trial.resource = 0.0
-        metrics = run.metrics
-        trial.values = {
-            o.metric: float(metrics[o.metric]) for o in self.objectives if o.metric in metrics
-        }
-        if self._stopping is not None and ended.returncode in (0, -15, 143):
-            trial.state = "paused"  # a pause or kill of the experiment: not a result
+        self._read(trial, run)
+        if out.reported or (self._stopping is not None and ended.returncode in (0, -15, 143)):
+            # told to the searcher at its rung already; or a pause or kill of the
+            # experiment: not a result
+            trial.state = "paused"
             self.save()
             return
         crashed = ended.returncode != 0 or run.status is RunStatus.FAILED
+        short = job.resource is not None and trial.resource < job.resource
+        if out.inplace and not crashed and (short or run.status is RunStatus.KILLED):
+            # it had given up waiting and paused as the promotion was sent: run the
+            # promotion as a new process, from the checkpoint it left
+            self._retry.insert(0, job)
+            trial.state = "running"
+            self.save()
+            return
         if crashed or primary not in trial.values:
             why = (
                 f"exited with status {ended.returncode}"
@@ -268,6 +285,64 @@ class Driver:
             f"trial {job.trial_id} {'paused at' if paused else 'completed with'} "
             f"{primary}={trial.values[primary]:.5g} (resource {trial.resource:g})"
         )
+
+    def _read(self, trial: TrialRecord, run: Run) -> None:
+        """The trial's resource (distinct steps of the first objective's metric)
+        and its objective values (their last values), from the store."""
+        try:
+            history = self.client.get_metric_history(trial.run_id, self.objectives[0].metric)
+            trial.resource = float(len(set(history.steps.tolist())))
+        except Exception:
+            trial.resource = 0.0
+        metrics = run.metrics
+        trial.values = {
+            o.metric: float(metrics[o.metric]) for o in self.objectives if o.metric in metrics
+        }
+
+    def _check_rungs(self) -> None:
+        """Trials waiting at their pause point: tell the searcher, and promote in
+        place (``continue:N``) when its next job is that trial's promotion, else
+        let it pause (and keep the job the searcher gave instead)."""
+        now = time.monotonic()
+        if self._stopping is not None or now - self._last_rungs < 0.2:
+            return
+        self._last_rungs = now
+        primary = self.objectives[0].metric
+        for trial_id, out in list(self.out.items()):
+            job = out.job
+            if out.reported or job.resource is None:
+                continue
+            trial = self.state.trials[trial_id]
+            try:
+                run = self.client.store.get_run(trial.run_id)
+                at = float(run.tags.get(AT_RUNG_TAG) or 0)
+            except Exception:  # a store hiccup: its exit is the result then
+                continue
+            if at < job.resource:
+                continue
+            self._read(trial, run)
+            if primary not in trial.values:
+                continue  # its exit will say why
+            self.searcher.report(Result(trial_id, trial.resource, dict(trial.values)))
+            nxt = self.searcher.suggest()
+            if nxt is not None and nxt.trial_id == trial_id:
+                goal = 0 if nxt.resource is None else math.ceil(nxt.resource)
+                self.client.set_tag(trial.run_id, CONTROL_TAG, f"continue:{goal}")
+                out.job, out.inplace = nxt, True
+                trial.segments += 1
+                what = (
+                    f"trial {trial_id} promoted in place at {primary}={trial.values[primary]:.5g}"
+                )
+            else:
+                self.client.set_tag(trial.run_id, CONTROL_TAG, "pause")
+                out.reported = True
+                trial.state = "paused"
+                if nxt is not None:
+                    self._retry.insert(0, nxt)
+                what = f"trial {trial_id} paused at {primary}={trial.values[primary]:.5g}"
+            self._update_best()
+            self.save()
+            self._event(f"{what} (resource {trial.resource:g})")
 
     def _failed(
         self, job: Job, trial: TrialRecord, why: str, log_tail: str, *, retry: bool

@@ -51,7 +51,10 @@ class TrialRecord:
     resource: float = 0.0
     values: dict[str, float] = field(default_factory=dict)
     attempts: int = 0
+    #: Rung segments run (a promotion in place continues one process) and the
+    #: processes started for them.
     segments: int = 0
+    processes: int = 0
     error: str | None = None
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None

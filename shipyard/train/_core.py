@@ -23,7 +23,10 @@ environment:
 * ``SHIPYARD_PAUSE_AFTER`` -- ``METRIC:N``: pause (``should_preempt`` turns
   true) once the run has reported METRIC at N distinct steps, counting earlier
   segments of the same run. A search scheduler uses it to stop a trial at an
-  ASHA rung and later promote it from that checkpoint.
+  ASHA rung and later promote it from that checkpoint;
+* ``SHIPYARD_PAUSE_WAIT`` -- seconds to wait at that pause point for the
+  scheduler's ``continue:N`` (control tag): a promotion decided at once goes on
+  in the same process.
 
 A scheduler asks a trial to stop or pause through the run's
 ``shipyard.control`` tag (``stop`` / ``pause``), which ``should_stop`` and
@@ -75,6 +78,9 @@ TRIAL_TAG = "shipyard.trial"
 ENV_RUN_ID = "SHIPYARD_RUN_ID"
 ENV_RESUME_FROM = "SHIPYARD_RESUME_FROM"
 ENV_PAUSE_AFTER = "SHIPYARD_PAUSE_AFTER"
+ENV_PAUSE_WAIT = "SHIPYARD_PAUSE_WAIT"
+#: Set by a trial at its pause point while it waits for ``continue:N``.
+AT_RUNG_TAG = "shipyard.search.at"
 CONTROL_TAG = "shipyard.control"
 #: SIGTERMs this close together count as one (see TrainContext._install_sigterm).
 _SIGTERM_REPEAT_S = 1.0
@@ -114,6 +120,8 @@ class TrainContext:
         self._closed = False
         #: (metric, distinct steps to pause at, steps already reported, last step)
         self._pause: list[Any] | None = None
+        #: Seconds to wait at the pause point for a promotion in place.
+        self._pause_wait = 0.0
 
     @property
     def pause_armed(self) -> bool:
@@ -231,9 +239,45 @@ class TrainContext:
         """True when the loop should checkpoint and exit, to be resumed later:
         SIGTERM arrived, the scheduler said pause, or the pause point of
         ``SHIPYARD_PAUSE_AFTER`` was reached."""
-        return _dist.broadcast_flag(
-            self._preempted.is_set() or self.pause_due or self._poll() == "pause"
-        )
+        due = self.pause_due and not self._promoted_in_place()
+        return _dist.broadcast_flag(self._preempted.is_set() or due or self._poll() == "pause")
+
+    def _promoted_in_place(self) -> bool:
+        """At the pause point, with ``SHIPYARD_PAUSE_WAIT`` seconds given: say so
+        (the ``shipyard.search.at`` tag) and wait that long for the scheduler's
+        ``continue:N`` on the control tag -- a promotion decided at once goes on in
+        this process (N: the next pause point; 0: none) instead of paying a new
+        process and a checkpoint load. Anything else, or nothing in time: pause."""
+        p = self._pause
+        wait, self._pause_wait = self._pause_wait, 0.0  # asked once per pause point
+        if p is None or wait <= 0 or self.run is None or self.client is None:
+            return False
+        if self.world_size > 1:  # every rank would have to agree: pause instead
+            return False
+        store, run_id = self.client.store, self.run.id
+        try:
+            self.run.flush(timeout=30.0)  # the scheduler reads the rung's metrics
+            store.set_tag(run_id, AT_RUNG_TAG, str(p[2]))
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and not self._preempted.is_set():
+                word = store.get_run(run_id).tags.get(CONTROL_TAG, "")
+                if word.startswith("continue:") and word[9:].isdigit():
+                    store.delete_tag(run_id, CONTROL_TAG)
+                    store.delete_tag(run_id, AT_RUNG_TAG)
+                    target = int(word[9:])
+                    if target > p[2]:
+                        p[1] = target
+                        self._pause_wait = wait
+                    else:
+                        self._pause = None  # to the end
+                    return True
+                if word in ("pause", "stop"):
+                    break
+                time.sleep(0.05)
+            store.delete_tag(run_id, AT_RUNG_TAG)
+        except Exception as e:  # a store hiccup: pause, the safe default
+            logger.debug("run %s: no decision at the pause point: %s", run_id, e)
+        return False
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -370,5 +414,12 @@ def init(
     pause = os.environ.get(ENV_PAUSE_AFTER) or None
     if pause:
         ctx._arm_pause(pause)
+        wait = os.environ.get(ENV_PAUSE_WAIT) or ""
+        try:
+            ctx._pause_wait = max(0.0, float(wait)) if wait else 0.0
+        except ValueError:
+            raise InvalidArgumentError(
+                f"{ENV_PAUSE_WAIT}={wait!r}: expected seconds, e.g. 10"
+            ) from None
     ctx._install_sigterm()
     return ctx

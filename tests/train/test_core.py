@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +134,46 @@ def test_pause_after_counts_distinct_steps_across_segments(
     monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss")
     with pytest.raises(InvalidArgumentError, match="METRIC:N"):
         init()
+
+
+def test_promotion_in_place_at_the_pause_point(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SHIPYARD_PAUSE_WAIT, a trial at its pause point tags itself and waits:
+    'continue:N' moves the pause point and training goes on in this process;
+    'pause' (or no answer in time) pauses it."""
+    import threading
+
+    monkeypatch.setenv("SHIPYARD_PAUSE_AFTER", "val_loss:1")
+    monkeypatch.setenv("SHIPYARD_PAUSE_WAIT", "20")
+    store = shipyard.get_client().store
+    answers = iter(["continue:2", "pause"])
+
+    def scheduler(run_id: str) -> None:
+        for answer in answers:
+            while store.get_run(run_id).tags.get("shipyard.search.at") is None:
+                time.sleep(0.02)
+            store.set_tag(run_id, "shipyard.control", answer)
+            while (
+                store.get_run(run_id).tags.get("shipyard.control") == answer and answer != "pause"
+            ):
+                time.sleep(0.02)
+
+    with init(poll_interval=1e9) as ctx:
+        run_id = ctx.run_id
+        helper = threading.Thread(target=scheduler, args=(run_id,), daemon=True)
+        helper.start()
+        ctx.report(0, {"val_loss": 1.0})
+        assert not ctx.should_preempt()  # promoted in place to 2 reports
+        assert "shipyard.search.at" not in store.get_run(run_id).tags  # type: ignore[arg-type]
+        ctx.report(1, {"val_loss": 0.5})
+        assert ctx.should_preempt()  # the scheduler said pause
+        helper.join(10)
+    assert shipyard.get_run(run_id).status is RunStatus.KILLED  # type: ignore[arg-type]
+    monkeypatch.setenv("SHIPYARD_PAUSE_WAIT", "0.3")
+    with init(poll_interval=1e9) as ctx:
+        ctx.report(0, {"val_loss": 1.0})
+        started = time.monotonic()
+        assert ctx.should_preempt()  # nobody answered: pause
+        assert time.monotonic() - started >= 0.3
 
 
 def test_request_stop(home: Path) -> None:
