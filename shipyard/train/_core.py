@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTROL_TAG",
     "ENV_PAUSE_AFTER",
+    "ENV_PAUSE_WAIT",
     "ENV_RESUME_FROM",
     "ENV_RUN_ID",
     "HPARAMS_TAG",
