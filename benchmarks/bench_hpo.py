@@ -164,6 +164,23 @@ def _fmt_fraction(f: float | None) -> str:
     return "never" if f is None else f"{f:.3f}"
 
 
+def _paired_figure(name: str, p: dict[str, Any], who: str) -> Figure:
+    """A paired comparison's one-sided p-value (target: not worse), with the counts."""
+    return Figure(
+        NAME,
+        name,
+        round(p["p_worse"], 4),
+        "p",
+        higher_is_better=True,
+        target=TARGET_P,
+        note=(
+            f"{p['n']} {who} wins {p['wins']}, ties {p['ties']}, loses {p['losses']}; "
+            f"median final regret {p['median_ours']:.3f} vs {p['median_theirs']:.3f}; "
+            f"two-sided p {p['p_two_sided']:.3g}"
+        ),
+    )
+
+
 def analyse_tables(results: Iterable[dict[str, Any]], quick: bool) -> list[Figure]:
     curves: dict[tuple[str, str, int], list[np.ndarray]] = defaultdict(list)
     seeds: dict[tuple[str, str, int], list[int]] = defaultdict(list)
@@ -241,22 +258,8 @@ def analyse_tables(results: Iterable[dict[str, Any]], quick: bool) -> list[Figur
                 np.concatenate([by_seed[(t, ours, w)][:, -1] for t in TASKS]),
                 np.concatenate([by_seed[(t, best_optuna, w)][:, -1] for t in TASKS]),
             )
-            figures.append(
-                Figure(
-                    NAME,
-                    f"{ours} vs {best_optuna}, W={w}: p({ours} worse)",
-                    round(p["p_worse"], 4),
-                    "p",
-                    higher_is_better=True,
-                    target=TARGET_P,
-                    note=(
-                        f"{p['n']} pairs (task x seed): {ours} wins {p['wins']}, ties "
-                        f"{p['ties']}, loses {p['losses']}; median final regret "
-                        f"{p['median_ours']:.3f} vs {p['median_theirs']:.3f}; two-sided p "
-                        f"{p['p_two_sided']:.3g}"
-                    ),
-                )
-            )
+            name = f"{ours} vs {best_optuna}, W={w}: p({ours} worse)"
+            figures.append(_paired_figure(name, p, f"pairs (task x seed): {ours}"))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     dump["quick"] = quick
     (RESULTS_DIR / "hpo-curves.json").write_text(json.dumps(dump) + "\n")
@@ -302,21 +305,7 @@ def analyse_blackbox(results: Iterable[dict[str, Any]]) -> list[Figure]:
         np.concatenate([by_seed[(t, "tpe")][:, -1] for t in blackbox.TASKS]),
         np.concatenate([by_seed[(t, "optuna-tpe")][:, -1] for t in blackbox.TASKS]),
     )
-    figures.append(
-        Figure(
-            NAME,
-            "blackbox: tpe vs optuna-tpe, p(ours worse)",
-            round(p["p_worse"], 4),
-            "p",
-            higher_is_better=True,
-            target=TARGET_P,
-            note=(
-                f"{p['n']} pairs: ours wins {p['wins']}, ties {p['ties']}, loses {p['losses']}; "
-                f"median final regret {p['median_ours']:.3f} vs {p['median_theirs']:.3f}; "
-                f"two-sided p {p['p_two_sided']:.3g}"
-            ),
-        )
-    )
+    figures.append(_paired_figure("blackbox: tpe vs optuna-tpe, p(ours worse)", p, "pairs: ours"))
     return figures
 
 

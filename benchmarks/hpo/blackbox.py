@@ -33,6 +33,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from simulate import optuna_sampler
 
 #: The blackbox tasks of the benchmark: a few, so that it stays short.
 TASKS = ("hpobench/kc1", "hpolib/protein_structure", "nasbench201/cifar100")
@@ -134,13 +135,9 @@ def _optuna(sampler: str) -> Maker:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = optuna_sampler(sampler, seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            s = (
-                optuna.samplers.TPESampler(seed=seed)
-                if sampler == "tpe"
-                else optuna.samplers.RandomSampler(seed=seed)
-            )
             study = optuna.create_study(
                 direction="minimize" if box.sign > 0 else "maximize", sampler=s
             )

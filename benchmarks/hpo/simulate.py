@@ -290,17 +290,22 @@ def _ours(name: str, **options: Any) -> Callable[[Table, int, int], Method]:
     return build
 
 
+def optuna_sampler(sampler: str, seed: int) -> Any:
+    """Optuna's TPE (``"tpe"``) or random sampler, seeded (its warnings silenced)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
 def _optuna(sampler: str, pruner: str | None) -> Callable[[Table, int, int], Method]:
     def build(table: Table, seed: int, max_trials: int) -> Method:
         import optuna
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            s = (
-                optuna.samplers.TPESampler(seed=seed)
-                if sampler == "tpe"
-                else optuna.samplers.RandomSampler(seed=seed)
-            )
+        s = optuna_sampler(sampler, seed)
         r = table.epochs
         p = {
             None: None,

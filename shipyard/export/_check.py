@@ -19,17 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from shipyard.export._gates import DEFAULT_CALLS, Gate, latency_gate
+from shipyard.export._gates import DEFAULT_CALLS, Gate, latency_gate, signature_gate
 from shipyard.models import Contract, LoadedModel, load_model
 
 __all__ = ["check_package_contract"]
-
-
-def _signature(loaded: LoadedModel) -> Gate:
-    sig = loaded.signature
-    if sig is None or sig.inputs is None:
-        return Gate("signature", False, "the package declares no input signature")
-    return Gate("signature", True, "inputs declared")
 
 
 def _predictor(loaded: LoadedModel, contract: Contract) -> tuple[Any, str]:
@@ -61,7 +54,7 @@ def check_package_contract(
         gates.append(Gate("load", False, f"could not load {model_uri}: {e}"))
         loaded = None
     if loaded is not None:
-        gates.append(_signature(loaded))
+        gates.append(signature_gate(loaded.manifest.get("signature")))
         try:
             predict, how = _predictor(loaded, c)
             batch = _batch(golden_input(loaded), c.batch_size)

@@ -137,8 +137,9 @@ class GateFailedError(StateError):
 # -- the gates ------------------------------------------------------------------------------
 
 
-def signature_gate(mv: ModelVersion) -> Gate:
-    signature = mv.metadata.get("signature")
+def signature_gate(signature: Any) -> Gate:
+    """The package declares its inputs: ``signature`` is its manifest's (or a model
+    version's metadata's) ``signature`` entry."""
     inputs = signature.get("inputs") if isinstance(signature, Mapping) else None
     specs = inputs.get("specs") if isinstance(inputs, Mapping) else None
     if not specs:

@@ -72,7 +72,7 @@ def check_gates(
     model = client.model(name)
     mv = client.store.get_model_version(model.id, version)
     contract = effective_contract(mv, model.contract)
-    gates: list[Gate] = [signature_gate(mv)]
+    gates: list[Gate] = [signature_gate(mv.metadata.get("signature"))]
     if contract.format == "onnx":
         gates.append(_parity_gate(client, name, mv, export_version))
     else:

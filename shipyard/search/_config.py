@@ -185,10 +185,8 @@ class SearchConfig(_Strict):
     def contract_dict(self) -> dict[str, Any] | None:
         if self.contract is None:
             return None
-        try:
-            from shipyard.models import Contract
-        except ImportError:  # pragma: no cover - models is always there
-            return dict(self.contract)
+        from shipyard.models import Contract
+
         try:
             return Contract.from_dict(self.contract).to_dict()
         except InvalidArgumentError as e:

@@ -10,10 +10,30 @@ runs and how slots are counted.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Executor", "Exit", "Launch"]
+__all__ = ["TAIL_BYTES", "Executor", "Exit", "Launch", "log_tail"]
+
+#: How much of a trial's output comes back in :class:`Exit`.
+TAIL_BYTES = 4096
+
+
+def log_tail(path: str | os.PathLike[str] | None, start: int = 0) -> str:
+    """The last :data:`TAIL_BYTES` of a trial's log written after offset ``start``
+    (where this segment began: the log is appended to across segments), as text;
+    '' when there is no log."""
+    if path is None:
+        return ""
+    try:
+        with open(Path(path), "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            f.seek(max(start, end - TAIL_BYTES))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ class Driver:
         self._last_rungs = 0.0
         self._logs = Path(client.settings.home) / "search" / search_run_id / "logs"
         self._code: dict[str, Any] | None = None
+        self._exp_id: str | None = None
         self._environment: dict[str, Any] | None = None
 
     # -- the loop -----------------------------------------------------------------
@@ -162,7 +163,7 @@ class Driver:
         if self._environment is None:
             self._environment = capture_environment()
         run = self.client.store.create_run(
-            self.client.store.get_run(self.run_id).experiment_id,
+            self._experiment_id(),
             name=f"trial-{job.trial_id:04d}",
             status=RunStatus.SCHEDULED,
             user=current_user(),
@@ -174,6 +175,11 @@ class Driver:
         trial = TrialRecord(job.trial_id, run.id, dict(job.config))
         self.state.trials[job.trial_id] = trial
         return trial
+
+    def _experiment_id(self) -> str:
+        if self._exp_id is None:
+            self._exp_id = self.client.store.get_run(self.run_id).experiment_id
+        return self._exp_id
 
     def _code_version(self) -> dict[str, Any]:
         """The code version of the trial's folder, captured once for all trials."""
@@ -438,18 +444,9 @@ class Driver:
         if self._stopping == "pause":
             state.status = "paused"
             status = RunStatus.KILLED
-        elif self._stopping == "kill":
-            state.status = "killed"
-            status = RunStatus.KILLED
-            for t in state.trials.values():
-                if t.state in ("running", "paused"):
-                    t.state = "stopped"
-        else:  # the searcher is done, or the time budget is spent
-            state.status = "finished"
-            status = RunStatus.FINISHED
-            for t in state.trials.values():
-                if t.state in ("paused", "running"):
-                    t.state = "stopped"  # waiting at a rung, never promoted; or out of time
+        else:  # killed; or the searcher is done, or the time budget is spent
+            state.end("killed" if self._stopping == "kill" else "finished")
+            status = RunStatus.KILLED if self._stopping == "kill" else RunStatus.FINISHED
         state.ended_at = time.time()
         self._update_best()
         self.save()

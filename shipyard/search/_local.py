@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.errors import InvalidArgumentError
-from shipyard.search._executor import Executor, Exit, Launch
+from shipyard.search._executor import Executor, Exit, Launch, log_tail
 
 __all__ = ["LocalExecutor", "detect_gpus"]
-
-_TAIL_BYTES = 4096
 
 
 def detect_gpus() -> list[str]:
@@ -54,20 +52,8 @@ class _Proc:
     popen: subprocess.Popen[bytes]
     gpus: list[str] = field(default_factory=list)
     log: Path | None = None
-
-
-def tail(path: Path | None, limit: int = _TAIL_BYTES) -> str:
-    """The last ``limit`` bytes of a log file, as text ('' when unreadable)."""
-    if path is None:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    #: The log's size when this segment started (the tail is this segment's).
+    log_start: int = 0
 
 
 class LocalExecutor(Executor):
@@ -149,9 +135,11 @@ class LocalExecutor(Executor):
             log = Path(launch.log_path) if launch.log_path else None
             out: int | object = subprocess.DEVNULL
             handle = None
+            log_start = 0
             if log is not None:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 handle = open(log, "ab")  # noqa: SIM115 - the child owns it; closed below
+                log_start = handle.seek(0, os.SEEK_END)
                 out = handle
             try:
                 popen = subprocess.Popen(
@@ -166,7 +154,7 @@ class LocalExecutor(Executor):
             finally:
                 if handle is not None:
                     handle.close()
-            proc = _Proc(launch, popen, mine, log)
+            proc = _Proc(launch, popen, mine, log, log_start)
             self._procs[launch.trial_id] = proc
         threading.Thread(
             target=self._reap, args=(proc,), name=f"shipyard-trial-{launch.trial_id}", daemon=True
@@ -176,7 +164,7 @@ class LocalExecutor(Executor):
         code = proc.popen.wait()
         with self._lock:
             self._procs.pop(proc.launch.trial_id, None)
-        self._exits.put(Exit(proc.launch.trial_id, code, tail(proc.log)))
+        self._exits.put(Exit(proc.launch.trial_id, code, log_tail(proc.log, proc.log_start)))
 
     def wait(self, timeout: float) -> list[Exit]:
         done: list[Exit] = []

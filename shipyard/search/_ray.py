@@ -52,7 +52,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import InvalidArgumentError, StateError
-from shipyard.search._executor import Executor, Exit, Launch
+from shipyard.search._executor import TAIL_BYTES, Executor, Exit, Launch, log_tail
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["RayExecutor"]
 
 _INSTALL = "pip install 'shipyard[ray]'"
-_TAIL_BYTES = 4096
 #: How often the task looks at its child (and so how fast a cancel is forwarded).
 _POLL_S = 0.1
 #: How long ``close`` waits for the cancelled tasks to end.
@@ -160,17 +159,6 @@ def _fate_shared(argv: list[str]) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", _FATE_SHARING, str(os.getpid()), *argv]
 
 
-def _tail(path: Path, start: int) -> str:
-    """The last _TAIL_BYTES of ``path`` written after offset ``start``, as text."""
-    try:
-        with open(path, "rb") as f:
-            end = f.seek(0, os.SEEK_END)
-            f.seek(max(start, end - _TAIL_BYTES))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def _child_env(env: dict[str, str], gpus: int) -> dict[str, str]:
     full = dict(os.environ)
     full.update(env)
@@ -209,10 +197,10 @@ def _run_trial(
             except OSError as e:
                 out.write(f"cannot start trial process {argv!r} in {cwd!r}: {e}\n".encode())
                 out.flush()
-                return _FAILED, _tail(path, start)
+                return _FAILED, log_tail(path, start)
             forwarder.attach(proc)
             code = forwarder.wait()
-        return code, _tail(path, start)
+        return code, log_tail(path, start)
     finally:
         if log_path is None:
             path.unlink(missing_ok=True)
@@ -230,7 +218,7 @@ class _Flight:
 
 
 def _clip(text: str) -> str:
-    return text[-_TAIL_BYTES:]
+    return text[-TAIL_BYTES:]
 
 
 def _sigterm_handler() -> Any:

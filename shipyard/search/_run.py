@@ -191,10 +191,7 @@ def request(run_id: str, action: str, *, client: TrackingClient | None = None) -
         client.set_tag(run_id, CONTROL_TAG, action)
         return f"asked experiment {run_id} to {action}"
     if action == "kill" and state.status in ("paused", "running"):
-        state.status = "killed"
-        for t in state.trials.values():
-            if t.state in ("running", "paused"):
-                t.state = "stopped"
+        state.end("killed")
         write_state(client, run_id, state)
         return f"experiment {run_id} was not running; marked killed"
     raise StateError(f"experiment {run_id} is not running (it is {state.status})")

@@ -117,6 +117,14 @@ class ExperimentState:
             elapsed=float(body.get("elapsed") or 0.0),
         )
 
+    def end(self, status: str) -> None:
+        """End the experiment for good (``finished`` or ``killed``): trials still
+        running or waiting at a rung (never promoted, out of time) are stopped."""
+        self.status = status
+        for t in self.trials.values():
+            if t.state in ("running", "paused"):
+                t.state = "stopped"
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(TRIAL_STATES, 0)
         for t in self.trials.values():
