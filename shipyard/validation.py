@@ -32,6 +32,7 @@ __all__ = [
     "check_tags",
     "check_value",
     "describe",
+    "settings_errors",
 ]
 
 MAX_KEY_LENGTH = 250
@@ -251,3 +252,31 @@ def check_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     if not isinstance(tags, Mapping):
         raise InvalidArgumentError(f"tags: expected a mapping, got {describe(tags)}")
     return {check_key(k, "tag key"): check_tag_value(k, v) for k, v in tags.items()}
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in ("function-after", "function-before") or "[" in str(p):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def settings_errors(error: Any, source: str) -> InvalidArgumentError:
+    """A pydantic ``ValidationError`` of a config file as one error naming each
+    field (``models[0].uri: ...``), what was expected, and what was given."""
+    lines = []
+    for err in error.errors():
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        got = err.get("input")
+        shown = (
+            "" if err.get("type") == "missing" or isinstance(got, Mapping) else f" (got {got!r})"
+        )
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown setting: check its spelling"
+        lines.append(f"  {_where(tuple(err['loc']))}: {msg}{shown}")
+    return InvalidArgumentError(f"{source} is invalid:\n" + "\n".join(lines))

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shipyard.errors import InvalidArgumentError, NotFoundError
 from shipyard.search._protocol import Objective
 from shipyard.search._space import Categorical, Float, Int, Space
+from shipyard.validation import settings_errors
 
 __all__ = ["SearchConfig", "load_config", "parse_config"]
 
@@ -193,18 +194,6 @@ class SearchConfig(_Strict):
             raise InvalidArgumentError(f"contract: {e}") from e
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        elif p in ("function-after", "function-before") or "[" in str(p):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts) or "(top level)"
-
-
 def parse_config(data: Any, *, source: str = "search config") -> SearchConfig:
     """Validate a mapping as a :class:`SearchConfig` (errors name each field)."""
     if not isinstance(data, Mapping):
@@ -215,19 +204,7 @@ def parse_config(data: Any, *, source: str = "search config") -> SearchConfig:
     try:
         config = SearchConfig.model_validate(dict(data))
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            got = err.get("input")
-            shown = (
-                ""
-                if err.get("type") == "missing" or isinstance(got, Mapping)
-                else f" (got {got!r})"
-            )
-            if err.get("type") == "extra_forbidden":
-                msg = "unknown setting: check its spelling"
-            lines.append(f"  {_where(tuple(err['loc']))}: {msg}{shown}")
-        raise InvalidArgumentError(f"{source} is invalid:\n" + "\n".join(lines)) from None
+        raise settings_errors(e, source) from None
     try:
         config.build_space()
     except InvalidArgumentError as e:
