@@ -12,7 +12,6 @@ convenient.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from shipyard.models._examples import (
 )
 from shipyard.models._flavors import LoadContext, Predictor, get_flavor
 from shipyard.models._package import read_manifest
-from shipyard.models._signature import Schema, Signature, enforce
+from shipyard.models._signature import Schema, Signature, enforce, loaded_pandas
 
 __all__ = ["LoadedModel", "format_output", "open_package"]
 
@@ -37,7 +36,7 @@ __all__ = ["LoadedModel", "format_output", "open_package"]
 def format_output(out: Any, schema: Schema | None) -> Any:
     """A model's raw output in the form its output schema promises: a DataFrame
     for columnar outputs, a dict for named tensors, else one NumPy array."""
-    pd = sys.modules.get("pandas")
+    pd = loaded_pandas()
     if pd is not None and isinstance(out, pd.DataFrame):
         return out
     if schema is not None and schema.kind == "dataframe":
@@ -121,6 +120,24 @@ class LoadedModel:
         """
         out = self._predictor.predict(self._inputs(inputs))
         return format_output(out, None if self.signature is None else self.signature.outputs)
+
+    def predict_arrays(
+        self, arrays: Mapping[str, np.ndarray[Any, Any]]
+    ) -> dict[str, np.ndarray[Any, Any]]:
+        """Predict on inputs already checked by :func:`~shipyard.models._signature.
+        enforce_arrays` (one array per column or tensor), and return the outputs as
+        named arrays (``output`` for a single unnamed one). The serving fast path:
+        no pandas unless the flavor itself needs a DataFrame (scikit-learn, pyfunc).
+        """
+        sig = self.signature
+        x: Any = arrays
+        if sig is None or sig.inputs.kind == "ndarray":
+            x = next(iter(arrays.values())) if len(arrays) == 1 else dict(arrays)
+        elif sig.inputs.kind == "dataframe" and self.flavor != "onnx":
+            import pandas as pd
+
+            x = pd.DataFrame(arrays, copy=False)
+        return output_arrays(self._predictor.predict(x))[0]
 
     @property
     def predict_proba(self) -> Any:

@@ -35,6 +35,7 @@ __all__ = [
     "Signature",
     "TensorSpec",
     "enforce",
+    "enforce_arrays",
     "infer_schema",
     "infer_signature",
     "input_kind",
@@ -183,10 +184,18 @@ class Signature:
 # -- inference ------------------------------------------------------------------
 
 
-def _pandas() -> Any:
+def loaded_pandas() -> Any:
+    """pandas if some code already imported it, else None (an input cannot be a
+    DataFrame then, and pandas is not imported for nothing). A module another
+    thread is still importing counts as not loaded: its ``DataFrame`` may not
+    exist yet."""
     import sys
 
-    return sys.modules.get("pandas")
+    pd = sys.modules.get("pandas")
+    return pd if getattr(pd, "DataFrame", None) is not None else None
+
+
+_pandas = loaded_pandas
 
 
 def _is_frame(value: object) -> bool:
@@ -292,6 +301,56 @@ def enforce(schema: Schema, raw: Any) -> Any:
             f"{list(raw)[:10]}"
         )
     return _tensor(spec, _array(raw, "input"), "input")
+
+
+def enforce_arrays(
+    schema: Schema, arrays: Mapping[str, np.ndarray[Any, Any]]
+) -> dict[str, np.ndarray[Any, Any]]:
+    """The fast path of :func:`enforce` for callers that already hold one NumPy array
+    per input (an inference server decoding a request): the same dtype and shape
+    rules, no pandas. Columns must be 1-D (or ``(N, 1)``) and of equal length; the
+    one tensor of an ``ndarray`` schema may come under any name and is returned
+    under its spec's name (or ``"input"``)."""
+    if schema.kind == "ndarray":
+        if len(arrays) != 1:
+            raise InvalidArgumentError(
+                f"invalid input: expected one tensor ({schema.describe()}), got "
+                f"{len(arrays)}: {list(arrays)[:10]}"
+            )
+        spec = cast_spec(schema.specs[0])
+        return {spec.name or "input": _tensor(spec, next(iter(arrays.values())), "input")}
+    missing = [n for n in schema.names if n not in arrays]
+    if missing:
+        what = "column(s)" if schema.kind == "dataframe" else "input(s)"
+        raise InvalidArgumentError(
+            f"invalid input: missing {what} {missing}; expected {schema.describe()}; got "
+            f"{list(arrays)[:30]}"
+        )
+    out: dict[str, np.ndarray[Any, Any]] = {}
+    if schema.kind == "dict":
+        for spec in map(cast_spec, schema.specs):
+            name = str(spec.name)
+            out[name] = _tensor(spec, arrays[name], f"input {name!r}")
+        return out
+    rows = -1
+    for col in schema.specs:
+        name = str(col.name)
+        values = arrays[name]
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values.reshape(-1)
+        elif values.ndim != 1:
+            raise InvalidArgumentError(
+                f"input column {name!r}: expected one value per row (shape (any,)), got "
+                f"shape {tuple(values.shape)}"
+            )
+        if rows >= 0 and len(values) != rows:
+            raise InvalidArgumentError(
+                f"invalid input: columns have different lengths ({rows} rows before "
+                f"{name!r}, which has {len(values)})"
+            )
+        rows = len(values)
+        out[name] = cast(values, col.dtype, f"input column {name!r}")
+    return out
 
 
 def cast_spec(spec: ColSpec | TensorSpec) -> TensorSpec:

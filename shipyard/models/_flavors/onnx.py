@@ -36,6 +36,7 @@ from shipyard.models._flavors._base import (
     SaveContext,
     missing_library,
 )
+from shipyard.models._signature import loaded_pandas
 
 __all__ = ["OnnxFlavor"]
 
@@ -72,7 +73,7 @@ def _specs(values: Any) -> list[dict[str, Any]]:
 
 
 def _feeds(x: Any, inputs: list[dict[str, Any]]) -> dict[str, np.ndarray[Any, Any]]:
-    pd = sys.modules.get("pandas")
+    pd = loaded_pandas()
     if pd is not None and isinstance(x, pd.DataFrame):
         x = {str(c): x[c].to_numpy() for c in x.columns}
     if not isinstance(x, Mapping):

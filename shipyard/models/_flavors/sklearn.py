@@ -41,6 +41,7 @@ from shipyard.models._flavors._base import (
     SaveContext,
     missing_library,
 )
+from shipyard.models._signature import loaded_pandas
 
 __all__ = ["SklearnFlavor", "import_skops", "is_safe_type"]
 
@@ -108,7 +109,7 @@ def _qualified(obj: object) -> str:
 def _adapt(x: Any, feature_names: list[str] | None) -> Any:
     """Give the estimator what it was fitted on: a DataFrame when it knows feature
     names (else sklearn warns or selects the wrong columns), an array when not."""
-    pd = sys.modules.get("pandas")
+    pd = loaded_pandas()
     if isinstance(x, Mapping):
         if len(x) == 1:
             x = next(iter(x.values()))
