@@ -292,6 +292,14 @@ cli.lazy["lineage"] = (
     "shipyard.cli._models:lineage",
     "Trace a model version: run, code commit and diff, data, params, metrics, experiment.",
 )
+cli.lazy["serve"] = (
+    "shipyard.cli._serve:serve_command",
+    "Serve model versions over HTTP: Open Inference Protocol v2 and MLflow /invocations.",
+)
+cli.lazy["monitor"] = (
+    "shipyard.cli._monitor:monitor",
+    "Report input drift and prediction distributions of a served model.",
+)
 cli.lazy["reproduce"] = (
     "shipyard.cli._reproduce:reproduce_command",
     "Re-run a recorded training in a fresh folder and check that its metrics agree.",

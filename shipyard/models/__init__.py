@@ -32,31 +32,57 @@ from shipyard.models._client import ModelClient, ModelInfo
 from shipyard.models._contract import Contract, MetricThreshold
 from shipyard.models._flavors import FLAVOR_NAMES
 from shipyard.models._loaded import LoadedModel
+from shipyard.models._profile import (
+    PSI_MODERATE,
+    PSI_SIGNIFICANT,
+    FeatureProfile,
+    Profile,
+    bin_counts,
+    bucket_indices,
+    drift_status,
+    feature_columns,
+    output_columns,
+    profile_of,
+    psi,
+)
 from shipyard.models._resolve import resolve_models_uri
 from shipyard.models._signature import (
     ColSpec,
     Schema,
     Signature,
     TensorSpec,
+    enforce_arrays,
     infer_signature,
 )
 
 __all__ = [
     "FLAVOR_NAMES",
+    "PSI_MODERATE",
+    "PSI_SIGNIFICANT",
     "ColSpec",
     "Contract",
+    "FeatureProfile",
     "LoadedModel",
     "MetricThreshold",
     "ModelClient",
     "ModelInfo",
+    "Profile",
     "Schema",
     "Signature",
     "TensorSpec",
+    "bin_counts",
+    "bucket_indices",
     "client",
+    "drift_status",
+    "enforce_arrays",
+    "feature_columns",
     "infer_signature",
     "load_model",
     "load_package",
     "log_model",
+    "output_columns",
+    "profile_of",
+    "psi",
     "resolve_models_uri",
     "save_package",
 ]
@@ -86,6 +112,7 @@ def log_model(
     *,
     signature: Signature | Mapping[str, Any] | None = None,
     input_example: Any = None,
+    profile_data: Any = None,
     requirements: Sequence[str] | str | os.PathLike[str] | None = None,
     contract: Mapping[str, Any] | Contract | None = None,
     flavor: str | None = None,
@@ -107,6 +134,11 @@ def log_model(
             the model's output on it) when not given.
         input_example: raw input (DataFrame, dict of arrays, NumPy); its first
             100 rows become golden examples replayed on every load.
+        profile_data: raw training input (same forms as ``input_example``) whose
+            distribution, and the model's predictions on it, are stored in the
+            package as its training profile, the baseline of drift monitoring
+            (``shipyard.models.profile_of``). At most 100,000 rows are read (a
+            seeded sample); without it the input example is profiled.
         requirements: extra requirement specifiers or a requirements file; the
             flavor's own libraries are pinned to the installed versions.
         contract: the production contract (:class:`Contract` keys).
@@ -143,6 +175,7 @@ def log_model(
         name,
         signature=signature,
         input_example=input_example,
+        profile_data=profile_data,
         requirements=requirements,
         contract=contract,
         flavor=flavor,
@@ -161,6 +194,7 @@ def load_model(
     trust_types: Sequence[str] = (),
     device: str = "cpu",
     code_free: bool | None = None,
+    threads: int | None = None,
     verify_examples: bool = True,
 ) -> LoadedModel:
     """Load a model package; ``.predict(raw_input)`` applies its preprocessing.
@@ -176,6 +210,8 @@ def load_model(
         code_free: torch: True loads the exported program without importing the
             factory, False requires the factory, None (default) prefers the
             factory and falls back to the program when it cannot be imported.
+        threads: ONNX Runtime's intra-op threads, with spinning off (for servers,
+            whose own threads share the cores); None keeps its default.
         verify_examples: replay the golden examples (default). Pass False where
             load latency matters more; call ``verify_examples()`` later.
 
@@ -191,6 +227,7 @@ def load_model(
         trust_types=trust_types,
         device=device,
         code_free=code_free,
+        threads=threads,
         verify_examples=verify_examples,
     )
 

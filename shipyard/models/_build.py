@@ -1,5 +1,6 @@
-"""Writing a package: flavor files, signature, golden examples, requirements and
-the manifest, then loading it back once to prove it reproduces the model.
+"""Writing a package: flavor files, signature, golden examples, the training
+profile (:mod:`._profile`), requirements and the manifest, then loading it back
+once to prove it reproduces the model.
 
 That last step (``verify=True``, the default) loads the package from its
 folder exactly as ``load_model`` will and replays the golden examples, so a
@@ -32,6 +33,7 @@ from shipyard.models._examples import (
 from shipyard.models._flavors import Flavor, LoadContext, SaveContext, select_flavor
 from shipyard.models._loaded import format_output, open_package
 from shipyard.models._package import FORMAT, write_manifest
+from shipyard.models._profile import build_profile
 from shipyard.models._requirements import merge_requirements, pinned
 from shipyard.models._signature import (
     Signature,
@@ -120,6 +122,7 @@ def build_package(
     flavor: str | None = None,
     signature: Signature | Mapping[str, Any] | None = None,
     input_example: Any = None,
+    profile_data: Any = None,
     requirements: Sequence[str] | str | os.PathLike[str] | None = None,
     contract: Mapping[str, Any] | Contract | None = None,
     allow_pickle: bool = False,
@@ -148,12 +151,18 @@ def build_package(
     if sig is None:
         sig = chosen.native_signature(config)
     examples = None
+    predictors: list[Any] = []
+
+    def predictor() -> Any:
+        if not predictors:
+            if model is not None:
+                predictors.append(chosen.wrap(model, config))
+            else:  # built from a reference: the loaded object is the model
+                predictors.append(chosen.load(model_dir, config, LoadContext(where, allow_pickle)))
+        return predictors[0]
+
     if enforced is not None and sig is not None:
-        if model is not None:
-            predictor = chosen.wrap(model, config)
-        else:  # built from a reference: the loaded object is the model
-            predictor = chosen.load(model_dir, config, LoadContext(where, allow_pickle))
-        out = predictor.predict(enforced)
+        out = predictor().predict(enforced)
         if sig.outputs is None:
             # an output a schema cannot describe keeps no output schema; its arrays
             # are still recorded and compared
@@ -174,11 +183,31 @@ def build_package(
         }
         if sig.inputs.kind == "dataframe" or input_kind(example) == "dataframe":
             dists.append("pandas")
+    profile = None
+    data, source = profile_data, "profile_data"
+    if data is None:
+        data, source = input_example, "input_example"
+    if data is not None:
+        profiled = sig if sig is not None else Signature(infer_schema(data))
+
+        def predict(batch: Any) -> dict[str, Any]:
+            # named as LoadedModel.predict_arrays names them (what a server sees)
+            return output_arrays(predictor().predict(batch))[0]
+
+        try:
+            profile = build_profile(data, profiled, source=source, predict=predict).to_dict()
+        except InvalidArgumentError:
+            if source == "profile_data":
+                raise
+            # an example whose rows past the golden ones do not fit the signature logged
+            # before profiles existed: it keeps doing so, without a profile
+            profile = None
     manifest = {
         "format": FORMAT,
         "flavor": {"name": chosen.name, "config": config},
         "signature": None if sig is None else sig.to_dict(),
         "examples": examples,
+        "profile": profile,
         "requirements": merge_requirements(pinned(dict.fromkeys(dists)), requirements),
         "python": platform.python_version(),
         "pickle": chosen.uses_pickle(config),

@@ -100,6 +100,7 @@ class ModelClient(Workspace):
         *,
         signature: Signature | Mapping[str, Any] | None = None,
         input_example: Any = None,
+        profile_data: Any = None,
         requirements: Sequence[str] | str | os.PathLike[str] | None = None,
         contract: Mapping[str, Any] | Contract | None = None,
         flavor: str | None = None,
@@ -130,6 +131,7 @@ class ModelClient(Workspace):
                 flavor=flavor,
                 signature=signature,
                 input_example=input_example,
+                profile_data=profile_data,
                 requirements=requirements,
                 contract=contract,
                 allow_pickle=allow_pickle,
@@ -193,6 +195,7 @@ class ModelClient(Workspace):
         trust_types: Sequence[str] = (),
         device: str = "cpu",
         code_free: bool | None = None,
+        threads: int | None = None,
         verify_examples: bool = True,
     ) -> LoadedModel:
         """Load a package by URI, digest or local folder. See
@@ -208,6 +211,7 @@ class ModelClient(Workspace):
             "trust_types": tuple(trust_types),
             "device": device,
             "code_free": code_free,
+            "threads": threads,
             "verify_examples": verify_examples,
         }
         if isinstance(uri, os.PathLike):
@@ -258,6 +262,7 @@ class ModelClient(Workspace):
         *,
         signature: Signature | Mapping[str, Any] | None = None,
         input_example: Any = None,
+        profile_data: Any = None,
         requirements: Sequence[str] | str | os.PathLike[str] | None = None,
         contract: Mapping[str, Any] | Contract | None = None,
         flavor: str | None = None,
@@ -282,6 +287,7 @@ class ModelClient(Workspace):
                 flavor=flavor,
                 signature=signature,
                 input_example=input_example,
+                profile_data=profile_data,
                 requirements=requirements,
                 contract=contract,
                 allow_pickle=allow_pickle,

@@ -50,6 +50,8 @@ _NUMERIC = (
     "float64",
 )
 DTYPES = frozenset(("bool", "string", "datetime64", *_NUMERIC))
+#: NumPy dtypes of the numeric and bool names (``np.dtype(name)`` costs microseconds).
+_NUMPY = {name: np.dtype(name) for name in ("bool", *_NUMERIC)}
 
 
 def _is_missing(value: object) -> bool:
@@ -146,6 +148,9 @@ def _refuse(what: str, expected: str, values: np.ndarray[Any, Any], hint: str) -
 def cast(values: np.ndarray[Any, Any], expected: str, what: str) -> np.ndarray[Any, Any]:
     """``values`` as ``expected`` under the safe rule above, or InvalidArgumentError
     naming ``what``, the expected dtype and the one received."""
+    same = _NUMPY.get(expected)
+    if same is not None and values.dtype == same:  # (a dtype == None is float64!)
+        return values  # already right: the serving fast path
     kind = values.dtype.kind
     if kind == "O":
         found = _object_kind(values)
@@ -175,7 +180,7 @@ def cast(values: np.ndarray[Any, Any], expected: str, what: str) -> np.ndarray[A
         if kind == "b":
             return values
         _refuse(what, expected, values, "pass booleans")
-    target = np.dtype(expected)
+    target = _NUMPY[expected]
     if kind in "US" or kind == "M":
         _refuse(what, expected, values, "pass numbers (strings and dates are not parsed)")
     if target.kind == "f":

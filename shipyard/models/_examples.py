@@ -147,6 +147,8 @@ def rebuild_input(stored: Mapping[str, np.ndarray[Any, Any]], note: Mapping[str,
 
 def output_arrays(out: Any) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
     """A model's output as named arrays, and its kind."""
+    if isinstance(out, np.ndarray):
+        return {"output": out}, "ndarray"
     from shipyard.models._signature import _is_frame, _is_series
 
     if _is_frame(out):

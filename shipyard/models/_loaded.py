@@ -186,6 +186,7 @@ def open_package(
     trust_types: tuple[str, ...] = (),
     device: str = "cpu",
     code_free: bool | None = None,
+    threads: int | None = None,
     verify_examples: bool = True,
 ) -> LoadedModel:
     """Load the package in ``directory`` (files already verified by the caller)."""
@@ -197,6 +198,7 @@ def open_package(
         trust_types=tuple(trust_types),
         device=device,
         code_free=code_free,
+        threads=threads,
     )
     predictor = flavor.load(directory / "model", manifest["flavor"]["config"], ctx)
     loaded = LoadedModel(manifest, predictor, directory, uri, digest)

@@ -11,7 +11,7 @@ import pytest
 
 from shipyard.errors import InvalidArgumentError
 from shipyard.models import ColSpec, Schema, Signature, TensorSpec, infer_signature
-from shipyard.models._signature import enforce, infer_schema
+from shipyard.models._signature import enforce, enforce_arrays, infer_schema
 
 
 def test_dataframe_example_gives_named_typed_columns(frame: Any) -> None:
@@ -154,3 +154,46 @@ class TestEnforceTensors:
         assert enforce(schema, np.array([1, 2], np.int64)).dtype == np.int32
         with pytest.raises(InvalidArgumentError, match="outside int32's range"):
             enforce(schema, np.array([2**40]))
+
+
+class TestEnforceArrays:
+    """The serving fast path: the same rules as enforce, on one array per input."""
+
+    COLUMNS = Schema("dataframe", (ColSpec("price", "float64"), ColSpec("zone", "string")))
+
+    def test_columns_pass_and_cast(self) -> None:
+        out = enforce_arrays(
+            self.COLUMNS,
+            {"price": np.array([1, 2]), "zone": np.array(["a", "b"]), "extra": np.ones(2)},
+        )
+        assert out["price"].dtype == np.float64
+        assert out["zone"].dtype == object
+        assert set(out) == {"price", "zone"}  # extra inputs are dropped
+
+    @pytest.mark.parametrize(
+        ("arrays", "message"),
+        [
+            ({"price": np.array([1.0])}, r"missing column\(s\) \['zone'\]"),
+            ({"price": np.array([1.0]), "zone": np.array([2.5])}, "expected dtype string"),
+            ({"price": np.array(["x"]), "zone": np.array(["a"])}, "expected dtype float64"),
+            ({"price": np.ones(2), "zone": np.array(["a"])}, "different lengths"),
+            ({"price": np.ones((1, 2)), "zone": np.array(["a"])}, "one value per row"),
+        ],
+    )
+    def test_columns_refused_with_what_was_expected(
+        self, arrays: dict[str, Any], message: str
+    ) -> None:
+        with pytest.raises(InvalidArgumentError, match=message):
+            enforce_arrays(self.COLUMNS, arrays)
+
+    def test_tensors(self) -> None:
+        one = Schema("ndarray", (TensorSpec(None, "float32", (-1, 3)),))
+        out = enforce_arrays(one, {"whatever": np.ones((2, 3))})
+        assert out["input"].dtype == np.float32
+        with pytest.raises(InvalidArgumentError, match=r"expected shape \(any, 3\)"):
+            enforce_arrays(one, {"x": np.ones((2, 4))})
+        with pytest.raises(InvalidArgumentError, match="expected one tensor"):
+            enforce_arrays(one, {"a": np.ones((1, 3)), "b": np.ones((1, 3))})
+        named = Schema("dict", (TensorSpec("ids", "int64", (-1,)),))
+        with pytest.raises(InvalidArgumentError, match="floats are not converted"):
+            enforce_arrays(named, {"ids": np.array([1.5])})

@@ -58,6 +58,9 @@ class LoadContext:
     trust_types: tuple[str, ...] = ()
     device: str = "cpu"
     code_free: bool | None = None
+    #: Intra-op threads for runtimes that have a pool (ONNX Runtime), without
+    #: spinning; None: the runtime's default.
+    threads: int | None = None
 
 
 def missing_library(flavor: str, module: str, extra: str) -> InvalidArgumentError:

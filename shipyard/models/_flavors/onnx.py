@@ -72,31 +72,44 @@ def _specs(values: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _feeds(x: Any, inputs: list[dict[str, Any]]) -> dict[str, np.ndarray[Any, Any]]:
+_Feed = tuple[str, int, "np.dtype[Any] | None"]
+
+
+def _plan(inputs: list[dict[str, Any]]) -> list[_Feed]:
+    """Per graph input: name, rank, and NumPy dtype (None for strings), worked out
+    once per session rather than per call."""
+    return [
+        (s["name"], len(s["shape"]), None if s["dtype"] == "string" else np.dtype(s["dtype"]))
+        for s in inputs
+    ]
+
+
+def _feeds(x: Any, plan: list[_Feed]) -> dict[str, np.ndarray[Any, Any]]:
     pd = loaded_pandas()
     if pd is not None and isinstance(x, pd.DataFrame):
         x = {str(c): x[c].to_numpy() for c in x.columns}
     if not isinstance(x, Mapping):
-        if len(inputs) != 1:
+        if len(plan) != 1:
             raise InvalidArgumentError(
-                f"invalid input: this ONNX graph has inputs {[i['name'] for i in inputs]}; "
+                f"invalid input: this ONNX graph has inputs {[p[0] for p in plan]}; "
                 "pass a dict of arrays by those names"
             )
-        x = {inputs[0]["name"]: x}
+        x = {plan[0][0]: x}
     feeds = {}
-    for spec in inputs:
-        if spec["name"] not in x:
+    for name, rank, dtype in plan:
+        if name not in x:
             raise InvalidArgumentError(
-                f"invalid input: the ONNX graph needs input {spec['name']!r}; got {sorted(x)}"
+                f"invalid input: the ONNX graph needs input {name!r}; got {sorted(x)}"
             )
-        arr = np.asarray(x[spec["name"]])
-        if arr.ndim == len(spec["shape"]) - 1:
+        arr = np.asarray(x[name])
+        if arr.ndim == rank - 1:
             arr = arr.reshape(*arr.shape, 1)
-        if spec["dtype"] == "string":
-            arr = arr.astype(str).astype(object)
-        else:
-            arr = arr.astype(spec["dtype"], copy=False)
-        feeds[spec["name"]] = arr
+        if dtype is None:
+            if arr.dtype.kind != "O":
+                arr = arr.astype(str).astype(object)
+        elif arr.dtype != dtype:
+            arr = arr.astype(dtype)
+        feeds[name] = arr
     return feeds
 
 
@@ -139,12 +152,14 @@ class OnnxFlavor(Flavor):
 
     def wrap(self, model: Any, config: Mapping[str, Any]) -> Predictor:
         data = Path(model).read_bytes() if _is_onnx_path(model) else model.SerializeToString()
-        return self._session(data, config, "cpu")
+        return self._session(data, config, "cpu", None)
 
     def load(self, directory: Path, config: Mapping[str, Any], ctx: LoadContext) -> Predictor:
-        return self._session(str(directory / str(config["file"])), config, ctx.device)
+        return self._session(str(directory / str(config["file"])), config, ctx.device, ctx.threads)
 
-    def _session(self, source: Any, config: Mapping[str, Any], device: str) -> Predictor:
+    def _session(
+        self, source: Any, config: Mapping[str, Any], device: str, threads: int | None
+    ) -> Predictor:
         ort = _ort()
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
@@ -154,12 +169,18 @@ class OnnxFlavor(Flavor):
                     "pip install onnxruntime-gpu, or load with device='cpu'"
                 )
             providers.insert(0, "CUDAExecutionProvider")
-        session = ort.InferenceSession(source, providers=providers)
-        inputs = list(config["inputs"])
+        options = ort.SessionOptions()
+        if threads is not None:
+            # a server: its own threads share the cores, so ORT's must not spin
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(source, options, providers=providers)
+        plan = _plan(list(config["inputs"]))
         names = [o["name"] for o in config["outputs"]]
 
         def predict(x: Any) -> Any:
-            results = session.run(names, _feeds(x, inputs))
+            results = session.run(names, _feeds(x, plan))
             for name, value in zip(names, results, strict=True):
                 if not isinstance(value, np.ndarray):
                     raise InvalidArgumentError(
