@@ -21,6 +21,12 @@ ONNX with a parity check, and promoted to ``production`` through the gates; a
 weaker challenger (a scikit-learn pipeline on distance alone) is then refused
 because it is worse than the current holder.
 
+Last, the promoted model is served (``shipyard serve models:/rides-pricing@production``,
+a real server process on 127.0.0.1): requests through MLflow's ``/invocations``
+and the Open Inference Protocol v2, latency measured, Prometheus metrics and
+the input drift gauges read back, and the sampled prediction log summarised
+by ``shipyard monitor``.
+
 Run with ``make demo``; look at the runs with the commands it prints.
 """
 
@@ -220,6 +226,115 @@ def ship(ref: str) -> str:
     return shipyard.registry.client().resolve(f"models:/{MODEL}/{version}").run_id or ""
 
 
+def serve_and_ask() -> None:
+    """Serve the production model in a real server process and send it requests."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from shipyard.monitor import monitor_report
+
+    print(f"\nServing models:/{MODEL}@production (shipyard serve, ONNX Runtime):")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shipyard.cli",
+            "serve",
+            f"models:/{MODEL}@production",
+            "--port",
+            "0",
+            "--log-sample-rate",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+
+        def call(path: str, body: Any = None) -> tuple[int, Any]:
+            data = None if body is None else json.dumps(body).encode()
+            req = urllib.request.Request(
+                url + path,
+                data=data,
+                method="POST" if data else "GET",
+                headers={"content-type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return resp.status, resp.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read()
+
+        deadline = time.monotonic() + 120
+        while call("/v2/health/ready")[0] != 200:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the server did not become ready")
+            time.sleep(0.2)
+        rides, _ = make_rides(400, seed=11)
+        _, doc = call("/invocations", {"inputs": [[8.0, 20.0, 1.0, 1.0]]})
+        print(f"  POST {url}/invocations  8 km, 20 min, rush hour -> {json.loads(doc)}")
+        times = []
+        for row in rides:
+            body = {
+                "inputs": [
+                    {
+                        "name": "input",
+                        "shape": [1, 4],
+                        "datatype": "FP32",
+                        "data": [float(v) for v in row],
+                    }
+                ]
+            }
+            t = time.perf_counter()
+            status, _ = call(f"/v2/models/{MODEL}/infer", body)
+            times.append(time.perf_counter() - t)
+            assert status == 200
+        times.sort()
+        print(
+            f"  {len(times)} OIP v2 requests: p50 {times[len(times) // 2] * 1e3:.2f} ms, "
+            f"p99 {times[int(len(times) * 0.99)] * 1e3:.2f} ms (urllib client, a new "
+            "connection each)"
+        )
+        status, doc = call("/invocations", {"inputs": [[8.0, 20.0]]})
+        print(f"  a malformed request gets {status}: {json.loads(doc)['message']}")
+        metrics = call("/metrics")[1].decode()
+        shown = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith(
+                ("shipyard_requests_total", "shipyard_input_drift_psi", "shipyard_model_loaded")
+            )
+        ]
+        print("  /metrics (Prometheus):")
+        for line in shown[:8]:
+            print(f"    {line}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # graceful: flushes the prediction log
+        server.wait(30)
+    report = monitor_report(f"models:/{MODEL}@production", window_seconds=3600)
+    scored = [f for f in report.features if f.psi == f.psi]  # NaN: not scored
+    worst = max(scored, key=lambda f: f.psi, default=None)
+    print(
+        f"  shipyard monitor: {report.rows} sampled predictions"
+        + (
+            f", largest input drift {worst.name} PSI {worst.psi:.3f} ({worst.status})"
+            if worst is not None
+            else ""
+        )
+    )
+    print(
+        f"  .venv/bin/shipyard serve models:/{MODEL}@production --port 8080   # serve it yourself"
+    )
+    print(f"  .venv/bin/shipyard monitor models:/{MODEL}@production            # drift report")
+
+
 def main() -> None:
     print(f"Shipyard {shipyard.__version__}: tracking to {shipyard.get_tracking_uri()}")
     ref = version_dataset()
@@ -251,6 +366,7 @@ def main() -> None:
     print(f"  .venv/bin/shipyard checkpoints list {shipped}  # the Trial's checkpoints")
     print(f"  .venv/bin/shipyard reproduce models:/{MODEL}/1   # re-run, compare (needs git)")
     print(f"  .venv/bin/shipyard models show {MODEL}                   # versions, aliases, audit")
+    serve_and_ask()
     lineage = shipyard.data.lineage(ref)
     print(f"\nLineage of {ref}: {len(lineage.runs)} runs read it, e.g. {lineage.runs[-1][0].name}")
     print("  model versions trained on it: " + ", ".join(f"{n}/{v}" for n, v in lineage.models))

@@ -411,6 +411,13 @@ class Loop:
         from shipyard.train._package import log_trial_model
 
         started = time.perf_counter()
-        uri = log_trial_model(self.trial, self.model, self.example_batch, name, self.ctx)
+        uri = log_trial_model(
+            self.trial,
+            self.model,
+            self.example_batch,
+            name,
+            self.ctx,
+            getattr(self.loader, "dataset", None),
+        )
         logger.debug("final model logged in %.2f s", time.perf_counter() - started)
         return uri

@@ -48,8 +48,29 @@ def _example(trial: Trial, batch: Any) -> Any:
     return example
 
 
+#: Rows of a TensorDataset's inputs profiled for drift monitoring.
+_PROFILE_ROWS = 100_000
+
+
+def _profile_data(trial: Trial, dataset: Any) -> Any:
+    """The trial's profile data, else the inputs of a TensorDataset (first tensor),
+    else None (the package profiles its input example)."""
+    given = trial.profile_data()
+    if given is not None:
+        return given
+    import torch
+
+    # a TensorDataset, or the loop's batched view of one (both hold .tensors)
+    tensors = getattr(dataset, "tensors", None)
+    if isinstance(tensors, tuple) and tensors and isinstance(tensors[0], torch.Tensor):
+        inputs = tensors[0]
+        if inputs.ndim <= 2:
+            return inputs[:_PROFILE_ROWS].detach().cpu().numpy()
+    return None
+
+
 def log_trial_model(
-    trial: Trial, model: Any, batch: Any, name: str, ctx: TrainContext
+    trial: Trial, model: Any, batch: Any, name: str, ctx: TrainContext, dataset: Any = None
 ) -> str | None:
     """Log ``model`` as artifact ``name`` of the context's run; returns its URI,
     or None when it could not be logged (the reason is logged and tagged: the
@@ -81,7 +102,14 @@ def log_trial_model(
         # the package records the run's metrics and code version: let them land first
         ctx.run.flush(timeout=10.0)
         ctx.run.code_recorded.wait(timeout=10.0)
-        info = log_model(model, name, input_example=example, run_id=ctx.run.id, **options)
+        info = log_model(
+            model,
+            name,
+            input_example=example,
+            profile_data=_profile_data(trial, dataset),
+            run_id=ctx.run.id,
+            **options,
+        )
     except ShipyardError as e:
         logger.error("final model not logged: %s", e)
         ctx.run.set_tag("shipyard.model_error", str(e)[:500])

@@ -102,6 +102,13 @@ class Trial:
             "evaluate(self, model, batch) -> {'val_loss': ...}"
         )
 
+    def profile_data(self) -> Any:
+        """Raw training inputs (NumPy array or dict of arrays) profiled into the final
+        model package, the reference that serving measures input drift against
+        (at most 100,000 rows are used). None (the default): the training data's
+        inputs when it is a ``TensorDataset``, else the input example."""
+        return None
+
     def input_example(self) -> Any:
         """A small raw input (NumPy array or dict of arrays) for the final model
         package: its signature, its golden examples, its exported program. None

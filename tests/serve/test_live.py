@@ -238,3 +238,42 @@ def test_bounded_load_no_errors_no_memory_growth(rides_server: Server) -> None:
     assert metric(samples, "shipyard_requests_total", model="rides", status="200") == 8 * 585
     assert metric(samples, "shipyard_requests_total", model="rides", status="400") == 8 * 65
     assert np.isfinite(metric(samples, "shipyard_request_duration_seconds_sum", model="rides"))
+
+
+def test_sampled_prediction_log_feeds_shipyard_monitor(
+    home: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Every request logged (rate 1), flushed when the server stops gracefully, and
+    ``shipyard monitor`` reports the drifted feature from those files."""
+    import json
+    import subprocess
+    import sys
+
+    import shipyard.registry
+
+    log_rides("rides", export=False)
+    shipyard.registry.client().set_alias("rides", "staging", 1)
+    args = ["models:/rides@staging", "--log-sample-rate", "1"]
+    with serving(args, env, tmp_path / "server.log") as server:
+        frame = rides_frame(300, seed=9, shift=15.0)
+        for start in range(0, 300, 50):
+            part = frame.iloc[start : start + 50]
+            body = {
+                "dataframe_split": {"columns": list(part.columns), "data": part.values.tolist()}
+            }
+            assert server.request("POST", "/invocations", body)[0] == 200
+    # the context stopped the server with SIGTERM: the log was flushed on the way out
+    result = subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", "monitor", "models:/rides@staging", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["rows"] == 300
+    status = {f["name"]: f["status"] for f in report["features"]}
+    assert status["distance"] == "drift"
+    assert status["zone"] == "stable"

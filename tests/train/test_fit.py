@@ -44,6 +44,10 @@ def test_fit_trains_logs_and_packages(home: Path) -> None:
     with torch.no_grad():
         expected = trained(torch.from_numpy(x)).numpy()
     assert np.allclose(np.asarray(model.predict(x)), expected, atol=1e-6)
+    # the package's drift reference is the whole training input, not the 5-row example
+    profile = model.manifest["profile"]
+    assert profile["source"] == "profile_data"
+    assert profile["rows"] == len(toy_data())
 
 
 def test_validation_loss_goes_down(home: Path) -> None:
