@@ -22,6 +22,7 @@ serving after each.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -118,6 +119,10 @@ class ServeApp:
         from several threads are not safe), then poll the aliases for hot swaps."""
         for served in self.models.values():
             served.refresh()
+        # what is loaded now lives as long as the server: keep it out of the
+        # garbage collector's generations, whose full passes would pause requests
+        gc.collect()
+        gc.freeze()
         poll = self.config.poll_seconds
         if poll <= 0:
             return

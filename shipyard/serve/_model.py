@@ -53,6 +53,7 @@ class Version:
     metadata: dict[str, Any]
     drift: Any = None
     batcher: Batcher | None = None
+    rows_counter: Any = None
     label: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -239,6 +240,7 @@ class ServedModel:
             ),
         )
         version.drift = self._drift(mv, model)
+        version.rows_counter = self.metrics.rows.labels(self.name, version.label)
         if cfg.batching is not None:
             name = self.name
             version.batcher = Batcher(
@@ -285,7 +287,7 @@ class ServedModel:
             version.drift.add_outputs(outputs)
         if self.log is not None:
             self.log.record(version.number, inputs, outputs, rows)
-        self.metrics.rows.labels(self.name, version.label).inc(rows)
+        version.rows_counter.inc(rows)
 
     def drift_rows(self) -> list[tuple[str, str, str, str, float, int]]:
         version = self.current

@@ -85,9 +85,10 @@ def _plan(inputs: list[dict[str, Any]]) -> list[_Feed]:
 
 
 def _feeds(x: Any, plan: list[_Feed]) -> dict[str, np.ndarray[Any, Any]]:
-    pd = loaded_pandas()
-    if pd is not None and isinstance(x, pd.DataFrame):
-        x = {str(c): x[c].to_numpy() for c in x.columns}
+    if not isinstance(x, Mapping | np.ndarray):
+        pd = loaded_pandas()
+        if pd is not None and isinstance(x, pd.DataFrame):
+            x = {str(c): x[c].to_numpy() for c in x.columns}
     if not isinstance(x, Mapping):
         if len(plan) != 1:
             raise InvalidArgumentError(
