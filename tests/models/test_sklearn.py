@@ -181,3 +181,33 @@ def test_missing_values_in_examples_round_trip(home: Path) -> None:
         info = shipyard.log_model(model, "gaps", input_example=frame)
     loaded = shipyard.load_model(info.uri)  # replays the examples, gaps included
     np.testing.assert_allclose(loaded.predict(frame), model.predict(frame))
+
+
+def test_logging_does_not_import_all_of_sklearn(home: Path) -> None:
+    """skops' default trust list would import every scikit-learn module (seconds on a
+    first log_model); Shipyard lists only the estimators already loaded, and leaves
+    sklearn's all_estimators as it found it."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+import numpy as np
+from sklearn.linear_model import Ridge
+import sklearn.utils, sklearn.utils.discovery
+import shipyard
+before = sklearn.utils.discovery.all_estimators
+with shipyard.start_run():
+    info = shipyard.log_model(Ridge().fit(np.ones((4, 2)), [1, 2, 3, 4]), "m",
+                              input_example=np.ones((2, 2)))
+shipyard.load_model(info.uri).predict(np.ones((1, 2)))
+assert sklearn.utils.discovery.all_estimators is before
+assert sklearn.utils.all_estimators is before
+walked = ("sklearn.semi_supervised", "sklearn.cross_decomposition", "sklearn.naive_bayes")
+print("walked" if any(m in sys.modules for m in walked) else "lean")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lean"

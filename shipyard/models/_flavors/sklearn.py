@@ -66,8 +66,38 @@ _SHIMS = {
 }
 
 
+def _loaded_estimators() -> list[tuple[str, type]]:
+    """``sklearn.utils.all_estimators()`` restricted to the modules already imported:
+    the same kind of list without importing every module of scikit-learn."""
+    from sklearn.base import BaseEstimator
+
+    found: dict[str, type] = {}
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("sklearn.") or module is None or ".tests" in name:
+            continue
+        for attr, obj in list(vars(module).items()):
+            if (
+                isinstance(obj, type)
+                and not attr.startswith("_")
+                and issubclass(obj, BaseEstimator)
+                and obj.__module__.startswith("sklearn.")
+            ):
+                found[f"{obj.__module__}.{obj.__qualname__}"] = obj
+    return sorted((t.__name__, t) for t in found.values())
+
+
 def import_skops() -> Any:
-    """``skops.io``, imported without dragging torch in (see the module docstring)."""
+    """``skops.io``, imported fast (see the module docstring).
+
+    Importing ``skops.io`` lists every scikit-learn estimator for its default
+    trusted types, which imports every module of scikit-learn (1.3-3 s here, the
+    bulk of a first ``log_model``) and, through scikit-learn's array-API shims,
+    torch. Shipyard passes its own trusted list on every load (:func:`is_safe_type`),
+    so while skops is imported the listing is limited to the estimator modules
+    already loaded and the shims are hidden. A caller that later uses
+    ``skops.io.load`` with skops' defaults directly in the same process gets a
+    shorter default list (stricter, never looser).
+    """
     loaded = sys.modules.get("skops.io")
     if loaded is not None:
         return loaded
@@ -76,11 +106,21 @@ def import_skops() -> Any:
     ]
     for shim in hidden:
         sys.modules[shim] = None  # type: ignore[assignment]  # makes its import fail fast
+    patched: list[Any] = []
     try:
+        import sklearn.utils
+        import sklearn.utils.discovery
+
+        original = sklearn.utils.discovery.all_estimators
+        patched = [sklearn.utils, sklearn.utils.discovery]
+        for module in patched:
+            module.all_estimators = _loaded_estimators
         import skops.io
     except ImportError as e:
         raise missing_library("scikit-learn", "skops", "sklearn") from e
     finally:
+        for module in patched:
+            module.all_estimators = original
         for shim in hidden:
             if shim in sys.modules and sys.modules[shim] is None:
                 del sys.modules[shim]
