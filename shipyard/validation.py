@@ -280,3 +280,21 @@ def settings_errors(error: Any, source: str) -> InvalidArgumentError:
             msg = "unknown setting: check its spelling"
         lines.append(f"  {_where(tuple(err['loc']))}: {msg}{shown}")
     return InvalidArgumentError(f"{source} is invalid:\n" + "\n".join(lines))
+
+
+def read_yaml(path: Any, what: str) -> Any:
+    """The data of a YAML (or JSON) config file; NotFoundError or
+    InvalidArgumentError naming the file (``what``: ``search config``...)."""
+    from pathlib import Path
+
+    import yaml
+
+    from shipyard.errors import NotFoundError
+
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"{what} {str(p)!r} not found")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise InvalidArgumentError(f"{p}: not valid YAML: {e}") from None

@@ -32,10 +32,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shipyard.errors import InvalidArgumentError, NotFoundError
+from shipyard.errors import InvalidArgumentError
 from shipyard.search._protocol import Objective
 from shipyard.search._space import Categorical, Float, Int, Space
-from shipyard.validation import settings_errors
+from shipyard.validation import read_yaml, settings_errors
 
 __all__ = ["SearchConfig", "load_config", "parse_config"]
 
@@ -228,16 +228,8 @@ def parse_config(data: Any, *, source: str = "search config") -> SearchConfig:
 
 def load_config(path: str | Path) -> SearchConfig:
     """Read and validate a YAML (or JSON) search config."""
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"search config {str(p)!r} not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise InvalidArgumentError(f"{p}: not valid YAML: {e}") from None
-    config = parse_config(data, source=str(p))
+    config = parse_config(read_yaml(p, "search config"), source=str(p))
     if config.workdir is None:
         config = config.model_copy(update={"workdir": str(p.resolve().parent)})
     return config

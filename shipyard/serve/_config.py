@@ -23,8 +23,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shipyard.errors import InvalidArgumentError, NotFoundError
-from shipyard.validation import settings_errors
+from shipyard.errors import InvalidArgumentError
+from shipyard.validation import read_yaml, settings_errors
 
 __all__ = ["BatchingConfig", "ModelConfig", "ServeConfig", "load_config", "parse_config"]
 
@@ -91,13 +91,4 @@ def parse_config(data: Any, *, source: str = "serve config") -> ServeConfig:
 
 def load_config(path: str | Path) -> ServeConfig:
     """Read and validate a YAML (or JSON) server config."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise NotFoundError(f"serve config {str(p)!r} not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise InvalidArgumentError(f"{p}: not valid YAML: {e}") from None
-    return parse_config(data, source=str(p))
+    return parse_config(read_yaml(path, "serve config"), source=str(path))
