@@ -48,6 +48,7 @@ from shipyard.models._profile import (
 from shipyard.models._resolve import resolve_models_uri
 from shipyard.models._signature import (
     ColSpec,
+    ColumnMatrix,
     Schema,
     Signature,
     TensorSpec,
@@ -60,6 +61,7 @@ __all__ = [
     "PSI_MODERATE",
     "PSI_SIGNIFICANT",
     "ColSpec",
+    "ColumnMatrix",
     "Contract",
     "FeatureProfile",
     "LoadedModel",

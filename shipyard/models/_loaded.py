@@ -28,7 +28,13 @@ from shipyard.models._examples import (
 )
 from shipyard.models._flavors import LoadContext, Predictor, get_flavor
 from shipyard.models._package import read_manifest
-from shipyard.models._signature import Schema, Signature, enforce, loaded_pandas
+from shipyard.models._signature import (
+    ColumnMatrix,
+    Schema,
+    Signature,
+    enforce,
+    loaded_pandas,
+)
 
 __all__ = ["LoadedModel", "format_output", "open_package"]
 
@@ -136,7 +142,10 @@ class LoadedModel:
         elif sig.inputs.kind == "dataframe" and self.flavor != "onnx":
             import pandas as pd
 
-            x = pd.DataFrame(arrays, copy=False)
+            if isinstance(arrays, ColumnMatrix):
+                x = pd.DataFrame(arrays.matrix, columns=arrays.names, copy=False)
+            else:
+                x = pd.DataFrame(dict(arrays), copy=False)
         return output_arrays(self._predictor.predict(x))[0]
 
     @property

@@ -20,7 +20,7 @@ The first dimension of a tensor is the batch and may have any size (``-1``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -31,6 +31,7 @@ from shipyard.validation import describe
 
 __all__ = [
     "ColSpec",
+    "ColumnMatrix",
     "Schema",
     "Signature",
     "TensorSpec",
@@ -78,8 +79,15 @@ class Schema:
 
     kind: Kind
     specs: tuple[ColSpec | TensorSpec, ...]
+    #: The input names, worked out once (read on every served request).
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: The one dtype every spec has, else None.
+    _uniform: str | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_names", tuple(str(s.name) for s in self.specs))
+        dtypes = {s.dtype for s in self.specs}
+        object.__setattr__(self, "_uniform", dtypes.pop() if len(dtypes) == 1 else None)
         if self.kind not in KINDS:
             raise InvalidArgumentError(
                 f"invalid schema kind {describe(self.kind)}: expected one of {list(KINDS)}"
@@ -110,7 +118,7 @@ class Schema:
 
     @property
     def names(self) -> list[str]:
-        return [str(s.name) for s in self.specs]
+        return list(self._names)
 
     def describe(self) -> str:
         """``a: float64, c: string`` or ``x: float32 (any, 4)``, for messages."""
@@ -303,9 +311,57 @@ def enforce(schema: Schema, raw: Any) -> Any:
     return _tensor(spec, _array(raw, "input"), "input")
 
 
+class ColumnMatrix(Mapping[str, "np.ndarray[Any, Any]"]):
+    """Columns of one dtype held as a 2-D matrix, one column per name: a mapping
+    of column views that also hands over the whole matrix, so a request of many
+    numeric columns is checked, cast and fed as one array instead of one per
+    column (what a server decodes ``dataframe_split`` rows into)."""
+
+    __slots__ = ("_index", "matrix", "names")
+
+    def __init__(self, matrix: np.ndarray[Any, Any], names: Sequence[str]) -> None:
+        if matrix.ndim != 2 or matrix.shape[1] != len(names):
+            raise InvalidArgumentError(
+                f"a column matrix needs shape (rows, {len(names)}), got {matrix.shape}"
+            )
+        self.matrix = matrix
+        self.names = tuple(names)
+        self._index = {n: i for i, n in enumerate(self.names)}
+
+    def __getitem__(self, name: str) -> np.ndarray[Any, Any]:
+        return self.matrix[:, self._index[name]]
+
+    def __iter__(self) -> Any:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+
+def _enforce_matrix(schema: Schema, arrays: ColumnMatrix) -> ColumnMatrix | None:
+    """The whole-matrix check of :func:`enforce_arrays` for numeric columns of one
+    signature dtype; None when the schema does not allow it (per column then)."""
+    dtype = schema._uniform
+    names = schema._names
+    if arrays.matrix.dtype.kind not in "biuf" or dtype in (None, "string", "datetime64"):
+        return None
+    matrix = arrays.matrix
+    if arrays.names != names:
+        if not arrays._index.keys() >= set(names):
+            return None
+        matrix = matrix[:, [arrays._index[n] for n in names]]
+    try:
+        return ColumnMatrix(cast(matrix, dtype, "input"), names)
+    except InvalidArgumentError:
+        return None  # the per-column check names the column
+
+
 def enforce_arrays(
     schema: Schema, arrays: Mapping[str, np.ndarray[Any, Any]]
-) -> dict[str, np.ndarray[Any, Any]]:
+) -> Mapping[str, np.ndarray[Any, Any]]:
     """The fast path of :func:`enforce` for callers that already hold one NumPy array
     per input (an inference server decoding a request): the same dtype and shape
     rules, no pandas. Columns must be 1-D (or ``(N, 1)``) and of equal length; the
@@ -332,6 +388,10 @@ def enforce_arrays(
             name = str(spec.name)
             out[name] = _tensor(spec, arrays[name], f"input {name!r}")
         return out
+    if isinstance(arrays, ColumnMatrix):
+        fast = _enforce_matrix(schema, arrays)
+        if fast is not None:
+            return fast
     rows = -1
     for col in schema.specs:
         name = str(col.name)

@@ -35,6 +35,7 @@ from shipyard import __version__
 from shipyard.errors import InvalidArgumentError
 from shipyard.serve._codec import (
     BadRequestError,
+    as_matrix,
     decode_invocations,
     decode_v2,
     encode_invocations,
@@ -314,7 +315,7 @@ class ServeApp:
                 raise HttpError(400, "Inference-Header-Content-Length must be an integer")
             try:
                 inputs, request = decode_v2(body, None if header is None else int(header))
-                arrays = current.check(inputs)
+                arrays = current.check(as_matrix(inputs) if current.kind == "dataframe" else inputs)
             except InvalidArgumentError as e:
                 raise HttpError(400, str(e)) from None
             outputs = await self._predict(served, current, arrays)

@@ -23,10 +23,12 @@ import numpy as np
 import orjson
 
 from shipyard.errors import InvalidArgumentError
+from shipyard.models import ColumnMatrix
 
 __all__ = [
     "OIP_DTYPES",
     "BadRequestError",
+    "as_matrix",
     "decode_invocations",
     "decode_v2",
     "encode_invocations",
@@ -226,6 +228,25 @@ def decode_v2(
     return inputs, doc
 
 
+def as_matrix(inputs: dict[str, np.ndarray[Any, Any]]) -> Mapping[str, np.ndarray[Any, Any]]:
+    """OIP inputs that are columns of one numeric dtype and length (a table sent as
+    one input per column) stacked into a :class:`ColumnMatrix`; others as they are."""
+    if len(inputs) < 2:
+        return inputs
+    first = next(iter(inputs.values()))
+    if first.dtype.kind not in "biuf" or first.ndim == 0:
+        return inputs
+    rows = first.shape[0]
+    for arr in inputs.values():
+        if (
+            arr.dtype != first.dtype
+            or not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[1] == 1))
+            or arr.shape[0] != rows
+        ):
+            return inputs
+    return ColumnMatrix(np.column_stack(list(inputs.values())), list(inputs))
+
+
 def _binary_bytes(arr: np.ndarray[Any, Any]) -> bytes:
     if arr.dtype.kind not in "OUS":
         return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
@@ -311,7 +332,7 @@ def _array(values: Any, what: str) -> np.ndarray[Any, Any]:
 
 def _columns_of_rows(
     rows: Sequence[Any], columns: Sequence[str], what: str
-) -> dict[str, np.ndarray[Any, Any]]:
+) -> Mapping[str, np.ndarray[Any, Any]]:
     if not rows:
         return {c: np.asarray([], dtype=np.float64) for c in columns}
     try:
@@ -319,7 +340,7 @@ def _columns_of_rows(
     except ValueError:  # ragged: the loop below says which row
         arr = np.empty(0)
     if arr.ndim == 2 and arr.shape[1] == len(columns) and arr.dtype.kind in "biuf":
-        return {c: arr[:, i] for i, c in enumerate(columns)}
+        return ColumnMatrix(arr, columns)  # numbers only: checked and fed as one matrix
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):
             raise BadRequestError(
@@ -343,7 +364,7 @@ def _columns_of_records(records: list[Any], what: str) -> dict[str, np.ndarray[A
 
 def decode_invocations(
     body: bytes, kind: str, names: Sequence[str]
-) -> dict[str, np.ndarray[Any, Any]]:
+) -> Mapping[str, np.ndarray[Any, Any]]:
     """One array per input from an MLflow scoring body, for a signature of ``kind``
     (``dataframe``, ``dict`` or ``ndarray``) whose inputs are ``names``."""
     doc = parse_json(body)

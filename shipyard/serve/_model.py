@@ -39,6 +39,7 @@ __all__ = ["ServedModel", "Version"]
 
 log = logging.getLogger("shipyard.serve")
 Arrays = dict[str, np.ndarray[Any, Any]]
+Inputs = Mapping[str, np.ndarray[Any, Any]]
 
 
 @dataclass
@@ -59,14 +60,14 @@ class Version:
     def __post_init__(self) -> None:
         self.label = str(self.number)
 
-    def check(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> Arrays:
+    def check(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> Inputs:
         """The inputs checked and cast per the signature (InvalidArgumentError if not)."""
         sig = self.model.signature
         if sig is None:
             return dict(arrays)
         return enforce_arrays(sig.inputs, arrays)
 
-    def predict(self, arrays: Arrays) -> Arrays:
+    def predict(self, arrays: Inputs) -> Arrays:
         return self.model.predict_arrays(arrays)
 
 
@@ -280,7 +281,7 @@ class ServedModel:
 
     # -- answering --------------------------------------------------------------------
 
-    def observe(self, version: Version, inputs: Arrays, outputs: Arrays, rows: int) -> None:
+    def observe(self, version: Version, inputs: Inputs, outputs: Arrays, rows: int) -> None:
         """Feed the drift window and the prediction log (both cheap appends)."""
         if version.drift is not None:
             version.drift.add(inputs)

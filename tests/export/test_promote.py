@@ -94,6 +94,37 @@ def test_export_attaches_a_parity_checked_onnx_package(home: Path) -> None:
 
 
 @pytest.mark.slow
+def test_numeric_frame_model_exports_one_stacked_input(home: Path) -> None:
+    """A pipeline on numeric columns only is exported with one matrix input; the
+    package still takes the table (any column order, a dict, a column matrix)."""
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from shipyard.models import ColumnMatrix
+
+    frame, price = _rides()
+    numeric = frame[["distance", "minutes"]]
+    model = make_pipeline(StandardScaler(), LinearRegression()).fit(numeric, price)
+    with shipyard.start_run():
+        info = shipyard.log_model(model, "model", input_example=numeric[:5])
+    v = shipyard.register_model(info.uri, "numeric").version
+    exported = shipyard.models.load_package(export_version(f"models:/numeric/{v}").package_digest)
+    [graph_input] = exported.manifest["flavor"]["config"]["inputs"]
+    assert graph_input["columns"] == ["distance", "minutes"]
+    want = model.predict(numeric[:4])
+    for given in (
+        numeric[:4],
+        numeric[["minutes", "distance"]][:4],
+        {"minutes": numeric.minutes[:4].to_numpy(), "distance": numeric.distance[:4].to_numpy()},
+    ):
+        np.testing.assert_allclose(exported.predict(given), want, rtol=1e-4)
+    matrix = ColumnMatrix(numeric[["minutes", "distance"]][:4].to_numpy(), ["minutes", "distance"])
+    arrays = shipyard.models.enforce_arrays(exported.signature.inputs, matrix)
+    np.testing.assert_allclose(exported.predict_arrays(arrays)["output"], want, rtol=1e-4)
+
+
+@pytest.mark.slow
 def test_parity_over_tolerance_fails_and_attaches_nothing(home: Path) -> None:
     """A float32 graph cannot meet a 1e-12 tolerance: the export fails, naming the worst value."""
     v = _version(1.0, {**ONNX, "parity_rtol": 1e-12, "parity_atol": 1e-12})

@@ -74,6 +74,27 @@ def log_rides(name: str = "rides", *, alpha: float = 1.0, export: bool = True) -
     return version
 
 
+def log_numeric(name: str = "numeric") -> int:
+    """A scaler + ridge on three float columns of a DataFrame (exported with one
+    stacked matrix input), exported to ONNX."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import shipyard
+    from shipyard.export import export_version
+
+    x = rides_frame()[["distance"]].assign(
+        hour=np.arange(200) % 24 * 1.0, surge=1.0 + (np.arange(200) % 3) * 0.25
+    )
+    model = make_pipeline(StandardScaler(), Ridge()).fit(x, x.distance * 2 + x.surge)
+    with shipyard.start_run(experiment="serve-tests"):
+        info = shipyard.log_model(model, "model", input_example=x[:10])
+    version = shipyard.register_model(info.uri, name).version
+    export_version(f"models:/{name}/{version}")
+    return version
+
+
 def log_matrix(name: str = "matrix") -> int:
     """A ridge on a plain float matrix (an ndarray signature), exported to ONNX."""
     from sklearn.linear_model import Ridge

@@ -17,6 +17,7 @@ import pytest
 from serve_support import (
     Server,
     log_matrix,
+    log_numeric,
     log_rides,
     log_times,
     metric,
@@ -46,8 +47,9 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         log_rides("rides")
         log_matrix("matrix")
         log_times("times")
+        log_numeric("numeric")
         client = shipyard.registry.client()
-        for name in ("rides", "matrix", "times"):
+        for name in ("rides", "matrix", "times", "numeric"):
             client.set_alias(name, "staging", 1)
         _fluent.set_tracking_uri(None)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHIPYARD_")}
@@ -67,6 +69,7 @@ def server(
                 "models": [
                     {"uri": "models:/rides@staging"},
                     {"uri": "models:/matrix@staging"},
+                    {"uri": "models:/numeric@staging"},
                     {"uri": "models:/rides/1", "name": "rides-native", "native": True},
                 ],
             }
@@ -77,19 +80,17 @@ def server(
         yield s
 
 
-def expected_rides(frame: Any, served_home: dict[str, str]) -> np.ndarray[Any, Any]:
-    """The native model's predictions, in this process."""
+def native_predict(uri: str, frame: Any, served_home: dict[str, str]) -> np.ndarray[Any, Any]:
+    """The native model's predictions, in this process, on the served home."""
     import shipyard
 
-    old = os.environ.get("SHIPYARD_HOME")
-    os.environ["SHIPYARD_HOME"] = served_home["SHIPYARD_HOME"]
-    try:
-        return np.asarray(shipyard.load_model("models:/rides/1").predict(frame))
-    finally:
-        if old is None:
-            del os.environ["SHIPYARD_HOME"]
-        else:
-            os.environ["SHIPYARD_HOME"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHIPYARD_HOME", served_home["SHIPYARD_HOME"])
+        return np.asarray(shipyard.load_model(uri).predict(frame))
+
+
+def expected_rides(frame: Any, served_home: dict[str, str]) -> np.ndarray[Any, Any]:
+    return native_predict("models:/rides/1", frame, served_home)
 
 
 def v2_columns(frame: Any) -> list[dict[str, Any]]:
@@ -170,6 +171,34 @@ class TestProtocols:
         status, doc, _ = server.request("POST", "/v2/models/matrix/infer", body)
         assert status == 200, doc
         np.testing.assert_allclose(doc["outputs"][0]["data"], want, atol=0.3)
+
+    def test_numeric_table_in_any_column_order(
+        self, server: Server, served_home: dict[str, str]
+    ) -> None:
+        """Numeric columns travel as one matrix (dataframe_split rows, or one OIP input
+        per column): several rows, columns in another order, same answers."""
+        import pandas as pd
+
+        rows = [[3.0, 2.0, 1.25], [7.5, 18.0, 1.0], [1.0, 0.0, 1.5]]
+        frame_cols = ["distance", "hour", "surge"]
+        frame = pd.DataFrame(rows, columns=frame_cols)
+        want = native_predict("models:/numeric/1", frame, served_home)
+        shuffled = {
+            "columns": ["surge", "distance", "hour"],
+            "data": [[r[2], r[0], r[1]] for r in rows],
+        }
+        status, doc, _ = server.request(
+            "POST", "/models/numeric/invocations", {"dataframe_split": shuffled}
+        )
+        assert status == 200, doc
+        np.testing.assert_allclose(doc["predictions"], want, rtol=1e-4)
+        inputs = [
+            {"name": c, "shape": [3], "datatype": "FP64", "data": [r[i] for r in rows]}
+            for i, c in reversed(list(enumerate(frame_cols)))
+        ]
+        status, doc, _ = server.request("POST", "/v2/models/numeric/infer", {"inputs": inputs})
+        assert status == 200, doc
+        np.testing.assert_allclose(doc["outputs"][0]["data"], want, rtol=1e-4)
 
     def test_tritonclient_http(self, server: Server, served_home: dict[str, str]) -> None:
         """tritonclient's HTTP client: health, metadata, and infer with binary and JSON

@@ -36,7 +36,7 @@ from shipyard.models._flavors._base import (
     SaveContext,
     missing_library,
 )
-from shipyard.models._signature import loaded_pandas
+from shipyard.models._signature import ColumnMatrix, loaded_pandas
 
 __all__ = ["OnnxFlavor"]
 
@@ -72,19 +72,87 @@ def _specs(values: Any) -> list[dict[str, Any]]:
     return out
 
 
-_Feed = tuple[str, int, "np.dtype[Any] | None"]
+#: The metadata entry ``shipyard.export`` writes into the graphs it converts: the
+#: inputs' specs, with ``columns`` for a matrix input stacked from table columns.
+_EXPORT_META = "shipyard.onnx"
+
+#: name, rank, NumPy dtype (None for strings), the table columns stacked into it
+_Feed = tuple[str, int, "np.dtype[Any] | None", "tuple[str, ...] | None"]
 
 
-def _plan(inputs: list[dict[str, Any]]) -> list[_Feed]:
-    """Per graph input: name, rank, and NumPy dtype (None for strings), worked out
-    once per session rather than per call."""
-    return [
-        (s["name"], len(s["shape"]), None if s["dtype"] == "string" else np.dtype(s["dtype"]))
-        for s in inputs
-    ]
+class _Plan(list[_Feed]):
+    """How to feed the graph, worked out once per session rather than per call:
+    per input its name, rank, NumPy dtype and, for a matrix stacked from table
+    columns, those columns in order. ``names`` and ``uniform`` (the dtype when
+    every input is a one-column tensor of the same numeric type) serve the
+    column-matrix fast path."""
+
+    def __init__(self, inputs: list[dict[str, Any]]) -> None:
+        super().__init__(
+            (
+                s["name"],
+                len(s["shape"]),
+                None if s["dtype"] == "string" else np.dtype(s["dtype"]),
+                tuple(s["columns"]) if s.get("columns") else None,
+            )
+            for s in inputs
+        )
+        self.names = tuple(f[0] for f in self)
+        dtypes = {f[2] for f in self}
+        one_column = all(f[1] == 2 and f[3] is None for f in self)
+        self.uniform: np.dtype[Any] | None = (
+            dtypes.pop() if one_column and len(dtypes) == 1 else None
+        )
 
 
-def _feeds(x: Any, plan: list[_Feed]) -> dict[str, np.ndarray[Any, Any]]:
+def _plan(inputs: list[dict[str, Any]]) -> _Plan:
+    return _Plan(inputs)
+
+
+def _reorder(x: ColumnMatrix, names: tuple[str, ...]) -> np.ndarray[Any, Any] | None:
+    """The matrix with its columns in ``names``' order (None if one is missing)."""
+    if x.names == names:
+        return x.matrix
+    if not x._index.keys() >= set(names):
+        return None
+    return x.matrix[:, [x._index[n] for n in names]]
+
+
+def _matrix_feeds(x: ColumnMatrix, plan: _Plan) -> dict[str, np.ndarray[Any, Any]] | None:
+    """A matrix of columns fed with one cast: to a matrix input stacked from those
+    columns, or to one-column inputs of one dtype (a view per column). None when
+    the graph wants otherwise."""
+    if len(plan) == 1 and plan[0][3] is not None and plan[0][2] is not None:
+        name, _, dtype, stacked = plan[0]
+        assert stacked is not None
+        matrix = _reorder(x, stacked)
+        return None if matrix is None else {name: matrix.astype(dtype, copy=False)}
+    if plan.uniform is None:
+        return None
+    matrix = _reorder(x, plan.names)
+    if matrix is None:
+        return None
+    rows, width = matrix.shape
+    # column-major, so each column is a contiguous (rows, 1) view; iterating the
+    # first axis hands them out without a Python-level slice per column
+    views = np.ascontiguousarray(matrix.T, dtype=plan.uniform).reshape(width, rows, 1)
+    return dict(zip(plan.names, views, strict=True))
+
+
+def _stack(x: Mapping[str, Any], columns: tuple[str, ...], dtype: Any) -> np.ndarray[Any, Any]:
+    missing = [c for c in columns if c not in x]
+    if missing:
+        raise InvalidArgumentError(
+            f"invalid input: missing column(s) {missing}; the ONNX graph stacks {list(columns)}"
+        )
+    return np.column_stack([np.asarray(x[c]).reshape(-1) for c in columns]).astype(dtype)
+
+
+def _feeds(x: Any, plan: _Plan) -> dict[str, np.ndarray[Any, Any]]:
+    if isinstance(x, ColumnMatrix):
+        fast = _matrix_feeds(x, plan)
+        if fast is not None:
+            return fast
     if not isinstance(x, Mapping | np.ndarray):
         pd = loaded_pandas()
         if pd is not None and isinstance(x, pd.DataFrame):
@@ -92,12 +160,15 @@ def _feeds(x: Any, plan: list[_Feed]) -> dict[str, np.ndarray[Any, Any]]:
     if not isinstance(x, Mapping):
         if len(plan) != 1:
             raise InvalidArgumentError(
-                f"invalid input: this ONNX graph has inputs {[p[0] for p in plan]}; "
+                f"invalid input: this ONNX graph has inputs {list(plan.names)}; "
                 "pass a dict of arrays by those names"
             )
         x = {plan[0][0]: x}
     feeds = {}
-    for name, rank, dtype in plan:
+    for name, rank, dtype, columns in plan:
+        if columns is not None and name not in x:
+            feeds[name] = _stack(x, columns, dtype)
+            continue
         if name not in x:
             raise InvalidArgumentError(
                 f"invalid input: the ONNX graph needs input {name!r}; got {sorted(x)}"
@@ -112,6 +183,20 @@ def _feeds(x: Any, plan: list[_Feed]) -> dict[str, np.ndarray[Any, Any]]:
             arr = arr.astype(dtype)
         feeds[name] = arr
     return feeds
+
+
+def _stacked_columns(proto: Any) -> dict[str, list[str]]:
+    """Graph input -> the table columns ``shipyard.export`` stacked into it."""
+    import json
+
+    for prop in proto.metadata_props:
+        if prop.key == _EXPORT_META:
+            try:
+                desc = json.loads(prop.value)
+                return {i["name"]: list(i["columns"]) for i in desc["inputs"] if i.get("columns")}
+            except (ValueError, KeyError, TypeError):
+                return {}
+    return {}
 
 
 class OnnxFlavor(Flavor):
@@ -143,9 +228,14 @@ class OnnxFlavor(Flavor):
                 f"the onnx flavor takes an onnx.ModelProto or a path to a .onnx file, got "
                 f"{type(model).__name__}"
             )
+        inputs = _specs(proto.graph.input)
+        stacked = _stacked_columns(proto)
+        for spec in inputs:
+            if spec["name"] in stacked:
+                spec["columns"] = stacked[spec["name"]]
         config = {
             "file": path.name,
-            "inputs": _specs(proto.graph.input),
+            "inputs": inputs,
             "outputs": _specs(proto.graph.output),
             "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         }
