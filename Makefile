@@ -40,10 +40,11 @@ bench-dvc-env:
 	@test -x .bench-venv-dvc/bin/python || $(PYTHON) -m venv .bench-venv-dvc
 	.bench-venv-dvc/bin/python -m pip install -q --disable-pip-version-check dvc
 
-# MLflow beside Shipyard for bench_models' peer (same scikit-learn as the suite).
+# MLflow beside Shipyard for bench_models' and bench_serve's peers (same scikit-learn,
+# onnx and onnxruntime as the suite: bench_serve serves the MLP's ONNX graph with mlflow.onnx).
 bench-mlflow-env:
 	@test -x .bench-venv-mlflow/bin/python || $(PYTHON) -m venv .bench-venv-mlflow
-	.bench-venv-mlflow/bin/python -m pip install -q --disable-pip-version-check mlflow scikit-learn==1.9.1 pandas
+	.bench-venv-mlflow/bin/python -m pip install -q --disable-pip-version-check mlflow scikit-learn==1.9.1 pandas onnx==1.23.2 onnxruntime==1.32.0
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -100,7 +100,7 @@ def _better(value: float | None, ref: float | None, higher: bool) -> float | Non
 
 
 def fmt(value: float, unit: str) -> str:
-    if unit in ("points/s", "calls/s", "rows/s"):
+    if unit in ("points/s", "calls/s", "rows/s", "req/s"):
         if value >= 1e6:
             return f"{value / 1e6:.2f} M {unit}"
         if value >= 1e3:

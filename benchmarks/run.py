@@ -35,6 +35,7 @@ import bench_hpo
 import bench_logging
 import bench_models
 import bench_search
+import bench_serve
 import bench_startup
 import bench_storage
 import bench_train
@@ -52,6 +53,7 @@ BENCHMARKS: dict[str, ModuleType] = {
         bench_data,
         bench_dvc,  # after data: its peers are data's figures from the same run
         bench_models,
+        bench_serve,
         bench_train,
         bench_experiment,
     )
