@@ -151,6 +151,8 @@ def cast(values: np.ndarray[Any, Any], expected: str, what: str) -> np.ndarray[A
     same = _NUMPY.get(expected)
     if same is not None and values.dtype == same:  # (a dtype == None is float64!)
         return values  # already right: the serving fast path
+    if not values.size:  # no values, nothing to misread: an empty request of any dtype
+        return values.astype(object if expected == "string" else same or values.dtype)
     kind = values.dtype.kind
     if kind == "O":
         found = _object_kind(values)

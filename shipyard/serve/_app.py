@@ -12,6 +12,13 @@ halved throughput in the prototype). Endpoints:
   ``/models/{name}/invocations``, ``GET /ping`` and ``/health``;
 * ``GET /metrics`` (Prometheus text format).
 
+Without micro-batching the model runs on the event loop's thread: for the small
+models this server is built for, a hand-off to a worker thread would cost as
+much as the model (50-100 us here). The price is that a slow model holds up
+the other connections, health checks included, while it runs: serve such a
+model with batching on (its calls run in their own thread) or with more
+``--workers``.
+
 Errors are answered in the protocol's own format -- ``{"error": msg}`` for v2,
 ``{"error_code", "message"}`` for MLflow -- with 400 (bad body or input), 404
 (unknown model or version), 405, 413 (body over ``max_body_bytes``), 415
@@ -187,10 +194,14 @@ class ServeApp:
                     f"no endpoint {path}: try /v2/models/NAME/infer, /invocations or /metrics",
                 )
         except HttpError as e:
-            mlflow = "invocations" in path
-            await self._error(send, e.status, e.message, mlflow=mlflow)
+            await self._error(send, e.status, e.message, mlflow="invocations" in path)
         except _ClientGoneError:
             return
+        except Exception as e:  # a bug: answer in the protocol's format, keep serving
+            log.exception("request %s %s failed", method, path)
+            await self._error(
+                send, 500, f"internal error: {type(e).__name__}: {e}", mlflow="invocations" in path
+            )
 
     @staticmethod
     def _method(method: str, allowed: str) -> None:
@@ -199,7 +210,14 @@ class ServeApp:
 
     async def _error(self, send: Send, status: int, message: str, *, mlflow: bool) -> None:
         if mlflow:
-            code = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST"}
+            code = {
+                400: "BAD_REQUEST",
+                404: "RESOURCE_DOES_NOT_EXIST",
+                405: "BAD_REQUEST",
+                413: "BAD_REQUEST",
+                415: "BAD_REQUEST",
+                503: "TEMPORARILY_UNAVAILABLE",
+            }
             doc = {"error_code": code.get(status, "INTERNAL_ERROR"), "message": message}
         else:
             doc = {"error": message}
@@ -315,7 +333,7 @@ class ServeApp:
                 raise HttpError(400, "Inference-Header-Content-Length must be an integer")
             try:
                 inputs, request = decode_v2(body, None if header is None else int(header))
-                arrays = current.check(as_matrix(inputs) if current.kind == "dataframe" else inputs)
+                arrays = current.check(as_matrix(inputs) if current.matrix else inputs)
             except InvalidArgumentError as e:
                 raise HttpError(400, str(e)) from None
             outputs = await self._predict(served, current, arrays)
@@ -331,6 +349,9 @@ class ServeApp:
             await _respond(send, 200, out, ctype_out, extra)
         except HttpError as e:
             status = e.status
+            raise
+        except Exception:
+            status = 500
             raise
         finally:
             self.metrics.observe(
@@ -385,7 +406,9 @@ class ServeApp:
                 )
             body = await self._body(scope, receive, headers)
             try:
-                inputs = decode_invocations(body, current.kind, current.names)
+                inputs = decode_invocations(
+                    body, current.kind, current.names, matrix=current.matrix
+                )
                 arrays = current.check(inputs)
             except InvalidArgumentError as e:
                 raise HttpError(400, str(e)) from None
@@ -393,6 +416,9 @@ class ServeApp:
             await _respond(send, 200, encode_invocations(outputs))
         except HttpError as e:
             status = e.status
+            raise
+        except Exception:
+            status = 500
             raise
         finally:
             self.metrics.observe(

@@ -63,32 +63,47 @@ class Batcher:
         return await future
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the model thread once its queue is done (at server shutdown). A hot
+        swap does not call this: requests still holding the old version may submit
+        to it, and its thread ends when the batcher is garbage collected."""
+        self._pool.shutdown(wait=False)
 
     async def _drain(self) -> None:
         assert self._full is not None
         idle = True
         while self._queue:
-            if idle and self._wait > 0 and self._rows < self._max:
-                deadline = time.monotonic() + self._wait
-                self._full.clear()
-                while self._rows < self._max:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    try:
-                        await asyncio.wait_for(self._full.wait(), left)
-                    except TimeoutError:
-                        break
             batch: list[tuple[Arrays, int, asyncio.Future[Arrays]]] = []
-            rows = 0
-            while self._queue and (not batch or rows + self._queue[0][1] <= self._max):
-                item = self._queue.pop(0)
-                batch.append(item)
-                rows += item[1]
-            self._rows -= rows
-            await self._call(batch, rows)
+            try:
+                if idle and self._wait > 0 and self._rows < self._max:
+                    await self._gather()
+                rows = 0
+                while self._queue and (not batch or rows + self._queue[0][1] <= self._max):
+                    item = self._queue.pop(0)
+                    batch.append(item)
+                    rows += item[1]
+                self._rows -= rows
+                await self._call(batch, rows)
+            except BaseException as e:  # never leave a request without an answer
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(e if isinstance(e, Exception) else RuntimeError(e))
+                if not isinstance(e, Exception):
+                    raise
             idle = False  # whatever queued meanwhile goes at once
+
+    async def _gather(self) -> None:
+        """Wait until ``max_batch_size`` rows are queued or ``max_wait`` has passed."""
+        assert self._full is not None
+        deadline = time.monotonic() + self._wait
+        self._full.clear()
+        while self._rows < self._max:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(self._full.wait(), left)
+            except TimeoutError:
+                return
 
     async def _call(
         self, batch: list[tuple[Arrays, int, asyncio.Future[Arrays]]], rows: int
@@ -96,18 +111,23 @@ class Batcher:
         loop = asyncio.get_running_loop()
         merged: Arrays | None = None
         if len(batch) > 1:
+            keys = set(batch[0][0])
             try:
+                if any(set(b[0]) != keys for b in batch):
+                    raise ValueError("requests with different inputs")
                 merged = {k: np.concatenate([b[0][k] for b in batch]) for k in batch[0][0]}
-            except ValueError:  # shapes that do not stack: one call each
+            except (ValueError, TypeError):  # shapes or inputs that do not stack: one each
                 for item in batch:
                     await self._call([item], item[1])
                 return
         try:
             out = await loop.run_in_executor(self._pool, self._run, merged or batch[0][0])
-        except Exception as e:
+        except BaseException as e:
             for _, _, future in batch:
                 if not future.done():
-                    future.set_exception(e)
+                    future.set_exception(e if isinstance(e, Exception) else RuntimeError(e))
+            if not isinstance(e, Exception):
+                raise
             return
         if self._on_batch is not None:
             self._on_batch(rows)

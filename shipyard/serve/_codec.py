@@ -102,13 +102,27 @@ def _kind_of(value: object) -> str:
 # -- Open Inference Protocol v2 -------------------------------------------------------
 
 
+#: The largest dimension a request may declare (a zero-size tensor could otherwise
+#: claim any shape).
+MAX_DIM = 2**31 - 1
+
+
 def _shape(entry: Mapping[str, Any], what: str) -> tuple[int, ...]:
     shape = _field(entry, "shape", list, what)
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape):
         raise BadRequestError(
-            f"{what}: 'shape' must be a list of non-negative integers, got {shape}"
+            f"{what}: 'shape' must be a list of integers from 0 to {MAX_DIM}, got {shape}"
         )
     return tuple(shape)
+
+
+def _params(doc: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    params = doc.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequestError(f"{what}: 'parameters' must be an object, got {_kind_of(params)}")
+    return params
 
 
 def _from_json(data: Any, datatype: str, dtype: np.dtype[Any], what: str) -> np.ndarray[Any, Any]:
@@ -143,6 +157,8 @@ def _from_binary(raw: memoryview, dtype: np.dtype[Any], count: int, what: str) -
                 f"{what}: binary data holds {len(raw)} bytes; shape and datatype need "
                 f"{count * dtype.itemsize}"
             )
+        if dtype.kind == "b":  # any non-zero byte is true (NumPy bools must be 0 or 1)
+            return np.frombuffer(raw, dtype=np.uint8) != 0
         return np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
     out: list[str] = []
     pos = 0
@@ -199,10 +215,14 @@ def decode_v2(
             )
         shape = _shape(entry, what)
         count = math.prod(shape)
-        params = entry.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        size = _params(entry, what).get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if (
+                not isinstance(size, int)
+                or isinstance(size, bool)
+                or size < 0
+                or offset + size > len(binary)
+            ):
                 raise BadRequestError(
                     f"{what}: binary_data_size {size!r} does not fit the {len(binary)} "
                     "binary bytes after the JSON header"
@@ -248,7 +268,7 @@ def as_matrix(inputs: dict[str, np.ndarray[Any, Any]]) -> Mapping[str, np.ndarra
 
 
 def _binary_bytes(arr: np.ndarray[Any, Any]) -> bytes:
-    if arr.dtype.kind not in "OUS":
+    if arr.dtype.kind not in "OUSM":
         return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
     parts = []
     for v in arr.ravel():
@@ -276,7 +296,7 @@ def encode_v2(
     """``(body, header length or None)`` of an infer response: the outputs the request
     asked for (all by default), as binary tensors where it asked for them."""
     wanted = request.get("outputs")
-    binary_default = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    binary_default = bool(_params(request, "inference request").get("binary_data_output", False))
     chosen: list[tuple[str, bool]] = []
     if isinstance(wanted, list) and wanted:
         for item in wanted:
@@ -285,7 +305,7 @@ def encode_v2(
                 raise BadRequestError(
                     f"unknown output {name!r} requested; this model returns {sorted(outputs)}"
                 )
-            params = item.get("parameters") or {}
+            params = _params(item, f"output {name!r}")
             chosen.append((name, bool(params.get("binary_data", binary_default))))
     else:
         chosen = [(name, binary_default) for name in outputs]
@@ -331,16 +351,17 @@ def _array(values: Any, what: str) -> np.ndarray[Any, Any]:
 
 
 def _columns_of_rows(
-    rows: Sequence[Any], columns: Sequence[str], what: str
+    rows: Sequence[Any], columns: Sequence[str], what: str, matrix: bool
 ) -> Mapping[str, np.ndarray[Any, Any]]:
     if not rows:
         return {c: np.asarray([], dtype=np.float64) for c in columns}
-    try:
-        arr = np.asarray(rows)
-    except ValueError:  # ragged: the loop below says which row
-        arr = np.empty(0)
-    if arr.ndim == 2 and arr.shape[1] == len(columns) and arr.dtype.kind in "biuf":
-        return ColumnMatrix(arr, columns)  # numbers only: checked and fed as one matrix
+    if matrix:  # every column has one numeric dtype: checked and fed as one matrix
+        try:
+            arr = np.asarray(rows)
+        except ValueError:  # ragged: the loop below says which row
+            arr = np.empty(0)
+        if arr.ndim == 2 and arr.shape[1] == len(columns) and arr.dtype.kind in "biuf":
+            return ColumnMatrix(arr, columns)
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != len(columns):
             raise BadRequestError(
@@ -363,10 +384,13 @@ def _columns_of_records(records: list[Any], what: str) -> dict[str, np.ndarray[A
 
 
 def decode_invocations(
-    body: bytes, kind: str, names: Sequence[str]
+    body: bytes, kind: str, names: Sequence[str], *, matrix: bool = False
 ) -> Mapping[str, np.ndarray[Any, Any]]:
     """One array per input from an MLflow scoring body, for a signature of ``kind``
-    (``dataframe``, ``dict`` or ``ndarray``) whose inputs are ``names``."""
+    (``dataframe``, ``dict`` or ``ndarray``) whose inputs are ``names``. With
+    ``matrix`` (every column of the signature has one numeric dtype) rows of numbers
+    come back as one :class:`ColumnMatrix`; otherwise column by column, so an
+    integer column keeps its integers beside a float one."""
     doc = parse_json(body)
     keys = [k for k in _INVOCATION_KEYS if isinstance(doc, dict) and k in doc]
     if len(keys) != 1:
@@ -391,7 +415,7 @@ def decode_invocations(
             raise BadRequestError("dataframe_split: 'columns' must be a list of column names")
         if kind == "ndarray":
             return {"input": _array(data, "dataframe_split.data")}
-        return _columns_of_rows(data, columns, "dataframe_split.data")
+        return _columns_of_rows(data, columns, "dataframe_split.data", matrix)
     if key == "dataframe_records":
         if not isinstance(value, list):
             raise BadRequestError(
@@ -405,12 +429,12 @@ def decode_invocations(
             return _columns_of_records(value, "instances")
         if kind == "ndarray":
             return {"input": _array(value, "instances")}
-        return _columns_of_rows(value, names, "instances")
+        return _columns_of_rows(value, names, "instances", matrix)
     if isinstance(value, dict):
         return {str(k): _array(v, f"inputs.{k}") for k, v in value.items()}
     if kind == "ndarray" or not isinstance(value, list):
         return {"input": _array(value, "inputs")}
-    return _columns_of_rows(value, names, "inputs")
+    return _columns_of_rows(value, names, "inputs", matrix)
 
 
 def encode_invocations(outputs: Mapping[str, np.ndarray[Any, Any]]) -> bytes:

@@ -27,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import (
+    CorruptBlobError,
+    InvalidArgumentError,
+    ModelIntegrityError,
+    ShipyardError,
+    UntrustedModelError,
+)
 from shipyard.models import LoadedModel, enforce_arrays, load_package
 from shipyard.serve._batch import Batcher
 from shipyard.serve._codec import oip_datatype
@@ -38,6 +44,9 @@ from shipyard.uris import parse_models_uri
 __all__ = ["ServedModel", "Version"]
 
 log = logging.getLogger("shipyard.serve")
+#: Load failures that the same version will fail again: not retried until the alias
+#: moves (others -- the store or a disk briefly away -- are retried at the next poll).
+_FOR_GOOD = (ModelIntegrityError, UntrustedModelError, InvalidArgumentError, CorruptBlobError)
 Arrays = dict[str, np.ndarray[Any, Any]]
 Inputs = Mapping[str, np.ndarray[Any, Any]]
 
@@ -56,9 +65,14 @@ class Version:
     batcher: Batcher | None = None
     rows_counter: Any = None
     label: str = field(init=False)
+    #: every input is a column of one numeric dtype: tables travel as one matrix
+    matrix: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.label = str(self.number)
+        sig = self.model.signature
+        uniform = None if sig is None else sig.inputs._uniform
+        self.matrix = self.kind == "dataframe" and uniform not in (None, "string", "datetime64")
 
     def check(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> Inputs:
         """The inputs checked and cast per the signature (InvalidArgumentError if not)."""
@@ -172,6 +186,8 @@ class ServedModel:
             try:
                 version = self._load(mv)
             except Exception as e:
+                if not isinstance(e, _FOR_GOOD):
+                    self._loading = None  # perhaps transient (the store, a disk): retry
                 self._fail(mv.version, f"cannot load {self.name} version {mv.version}: {e}")
                 return False
             old = self.current
@@ -191,8 +207,8 @@ class ServedModel:
                     version.how,
                     time.perf_counter() - started,
                 )
-                if old.batcher is not None:
-                    old.batcher.close()
+                # the old version's batcher is not closed: requests that already hold
+                # the old version may still submit; its thread ends with the object
             else:
                 log.info(
                     "%s: serving version %s (%s, loaded in %.2fs)",

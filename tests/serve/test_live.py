@@ -52,8 +52,9 @@ def wait_for(predicate: Any, timeout: float = 60, what: str = "condition") -> No
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.parametrize("batching", [False, True], ids=["direct", "batched"])
 def test_hot_swap_keeps_in_flight_requests_on_the_old_version(
-    home: Path, env: dict[str, str], tmp_path: Path
+    home: Path, env: dict[str, str], tmp_path: Path, batching: bool
 ) -> None:
     import shipyard.registry
 
@@ -62,6 +63,8 @@ def test_hot_swap_keeps_in_flight_requests_on_the_old_version(
     client.set_alias("times", "staging", 1)
     env = {**env, "SERVE_TEST_SLEEP": "0.6"}
     args = ["models:/times@staging", "--poll-seconds", "0.1"]
+    if batching:  # the old version's batcher must keep running for its requests
+        args += ["--batch-max-size", "8", "--batch-max-wait-ms", "1"]
     with serving(args, env, tmp_path / "server.log") as server:
         status, doc = infer_times(server, [[1.0, 1.0]])
         assert status == 200

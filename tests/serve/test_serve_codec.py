@@ -50,7 +50,21 @@ class TestV2:
             ({"name": "x", "shape": [1], "datatype": "FP32", "data": [None]}, "nulls"),
             ({"name": "x", "shape": [3], "datatype": "FP32", "data": [1.0]}, "needs 3"),
             ({"name": "x", "shape": [1], "datatype": "FP8", "data": [1.0]}, "unknown datatype"),
-            ({"name": "x", "shape": [-1], "datatype": "FP32", "data": [1.0]}, "non-negative"),
+            ({"name": "x", "shape": [-1], "datatype": "FP32", "data": [1.0]}, "integers from 0"),
+            ({"name": "x", "shape": [2**62, 0], "datatype": "FP32", "data": []}, "integers from 0"),
+            (
+                {"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0], "parameters": "x"},
+                "'parameters' must be an object",
+            ),
+            (
+                {
+                    "name": "x",
+                    "shape": [1],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": True},
+                },
+                "binary_data_size True",
+            ),
             ({"name": "x", "shape": [1], "datatype": "FP32"}, "no 'data'"),
             ({"shape": [1], "datatype": "FP32", "data": [1]}, "'name' must be a str"),
             ({"name": "x", "shape": [1], "datatype": "UINT8", "data": [300]}, "does not fit"),
@@ -126,6 +140,30 @@ class TestV2:
         with pytest.raises(BadRequestError, match="only"):
             decode_v2(header, len(header) + 10)
 
+    def test_binary_bools_and_datetimes(self) -> None:
+        header = json.dumps(
+            {"inputs": [{"name": "b", "shape": [3], "datatype": "BOOL",
+                         "parameters": {"binary_data_size": 3}}]}
+        ).encode()  # fmt: skip
+        inputs, _ = decode_v2(header + bytes([0, 1, 7]), len(header))
+        assert inputs["b"].tolist() == [False, True, True]
+        when = np.array(["2026-11-27T10:00"], dtype="datetime64[m]")
+        body, head = encode_v2("m", 1, {"t": when}, {"parameters": {"binary_data_output": True}})
+        assert head is not None
+        doc = json.loads(body[:head])
+        assert doc["outputs"][0]["datatype"] == "BYTES"
+        raw = body[head:]
+        size = int.from_bytes(raw[:4], "little")
+        assert raw[4 : 4 + size].decode() == "2026-11-27T10:00"
+
+    def test_request_parameters_must_be_objects(self) -> None:
+        with pytest.raises(BadRequestError, match="'parameters' must be an object"):
+            encode_v2("m", 1, {"output": np.ones(1)}, {"parameters": "x"})
+        with pytest.raises(BadRequestError, match="'parameters' must be an object"):
+            encode_v2(
+                "m", 1, {"output": np.ones(1)}, {"outputs": [{"name": "output", "parameters": [1]}]}
+            )
+
     def test_unknown_output_is_refused(self) -> None:
         with pytest.raises(BadRequestError, match="unknown output 'nope'"):
             encode_v2("m", 1, {"output": np.ones(2)}, {"outputs": [{"name": "nope"}]})
@@ -145,6 +183,24 @@ class TestInvocations:
             cols = decode_invocations(json.dumps(body).encode(), "dataframe", names)
             np.testing.assert_array_equal(cols["a"], [1.5, 2.5])
             assert list(cols["b"]) == ["x", "y"], body
+
+    def test_mixed_numeric_columns_keep_their_kinds(self) -> None:
+        """Ints beside floats: column by column unless the signature has one dtype."""
+        from shipyard.models import ColSpec, ColumnMatrix, Schema, enforce_arrays
+
+        body = b'{"dataframe_split": {"columns": ["n", "fare"], "data": [[1, 2.5], [3, 4.0]]}}'
+        cols = decode_invocations(body, "dataframe", ["n", "fare"])
+        assert not isinstance(cols, ColumnMatrix)
+        assert cols["n"].dtype.kind == "i"
+        schema = Schema("dataframe", (ColSpec("n", "int64"), ColSpec("fare", "float64")))
+        checked = enforce_arrays(schema, cols)
+        assert checked["n"].tolist() == [1, 3]
+        matrix = decode_invocations(body, "dataframe", ["n", "fare"], matrix=True)
+        assert isinstance(matrix, ColumnMatrix)
+        empty = decode_invocations(
+            b'{"dataframe_split": {"columns": ["n", "fare"], "data": []}}', "dataframe", ["n"]
+        )
+        assert len(enforce_arrays(schema, empty)["n"]) == 0  # empty: any dtype will do
 
     def test_numeric_split_and_tensors(self) -> None:
         cols = decode_invocations(
@@ -221,6 +277,22 @@ class TestBatcher:
 
         results = asyncio.run(main())
         assert all(isinstance(r, RuntimeError) for r in results)
+
+    def test_requests_with_different_inputs_run_one_by_one(self) -> None:
+        def run(arrays: dict[str, Any]) -> dict[str, Any]:
+            return {"keys": np.array([",".join(sorted(arrays))] * len(next(iter(arrays.values()))))}
+
+        async def main() -> list[Any]:
+            batcher = Batcher(run, max_batch_size=8, max_wait_s=0.02)
+            try:
+                jobs = [batcher.submit({k: np.ones(1)}, 1) for k in ("x", "z")]
+                return list(await asyncio.wait_for(asyncio.gather(*jobs), 10))
+            finally:
+                batcher.close()
+
+        a, b = asyncio.run(main())
+        assert list(a["keys"]) == ["x"]
+        assert list(b["keys"]) == ["z"]
 
     def test_shapes_that_do_not_stack_run_one_by_one(self) -> None:
         def run(arrays: dict[str, Any]) -> dict[str, Any]:
