@@ -271,6 +271,8 @@ def serve_and_ask() -> None:
                     return resp.status, resp.read()
             except urllib.error.HTTPError as e:
                 return e.code, e.read()
+            except urllib.error.URLError:  # not accepting yet: it is loading the model
+                return 0, b""
 
         deadline = time.monotonic() + 120
         while call("/v2/health/ready")[0] != 200:

@@ -114,23 +114,31 @@ class ServeApp:
     # -- lifecycle --------------------------------------------------------------------
 
     def start(self) -> None:
+        """Load every model once (successfully or not), then watch the aliases in
+        the background. Called at startup, before the server accepts connections:
+        with several workers on one port, a worker that answered before its models
+        were loaded would fail requests the others could serve."""
         if self._started:
             return
         self._started = True
+        self._load_all()
         self._thread = threading.Thread(
             target=self._watch, name="shipyard-serve-models", daemon=True
         )
         self._thread.start()
 
-    def _watch(self) -> None:
-        """Load every model (one at a time: concurrent first imports of a library
-        from several threads are not safe), then poll the aliases for hot swaps."""
+    def _load_all(self) -> None:
+        """One model at a time: concurrent first imports of a library from several
+        threads are not safe."""
         for served in self.models.values():
             served.refresh()
         # what is loaded now lives as long as the server: keep it out of the
         # garbage collector's generations, whose full passes would pause requests
         gc.collect()
         gc.freeze()
+
+    def _watch(self) -> None:
+        """Poll the aliases for hot swaps (and retry models not loaded yet)."""
         poll = self.config.poll_seconds
         if poll <= 0:
             return
@@ -164,7 +172,7 @@ class ServeApp:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    self.start()
+                    await asyncio.to_thread(self.start)  # the loop stays responsive
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     self.stop()

@@ -12,8 +12,9 @@ the version has one (unless ``native``), load the package -- its files
 checked against their digests, its golden examples replayed -- and only then
 swap. A version that fails any step is logged and counted
 (``shipyard_model_load_failures_total``) and the previous one keeps serving;
-at start, the model stays not ready (``/v2/health/ready`` answers 503) until a
-version loads.
+at start (the server opens its port once every model's first load has been
+tried), a model that failed stays not ready -- ``/v2/health/ready`` answers 503
+-- until a version loads.
 """
 
 from __future__ import annotations

@@ -146,6 +146,7 @@ class Server:
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
         timeout: float = 30,
+        retry_refused: bool = False,
     ) -> tuple[int, Any, dict[str, str]]:
         data = raw if raw is not None else None if body is None else json.dumps(body).encode()
         hdrs = {"content-type": "application/json"} if data is not None else {}
@@ -156,6 +157,10 @@ class Server:
                 payload, status, got = resp.read(), resp.status, dict(resp.headers)
         except urllib.error.HTTPError as e:
             payload, status, got = e.read(), e.code, dict(e.headers)
+        except urllib.error.URLError:
+            if not retry_refused:
+                raise
+            return 0, "not accepting connections yet", {}
         with contextlib.suppress(ValueError):
             return status, json.loads(payload), got
         return status, payload.decode(errors="replace"), got
@@ -165,7 +170,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.logs()}")
-            status, _, _ = self.request("GET", "/v2/health/ready", timeout=5)
+            status, _, _ = self.request("GET", "/v2/health/ready", timeout=5, retry_refused=True)
             if status == 200:
                 return
             time.sleep(0.1)

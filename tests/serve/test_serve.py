@@ -344,6 +344,8 @@ def test_not_ready_when_golden_examples_do_not_replay(
         while "not ready" not in server.logs() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "golden" in server.logs() or "example" in server.logs()
+        while server.request("GET", "/v2/health/ready", retry_refused=True)[0] == 0:
+            time.sleep(0.1)  # the port opens once the first load has been tried
         assert server.request("GET", "/v2/health/ready")[0] == 503
         status, doc, _ = server.request("POST", "/invocations", {"inputs": [[1.0, 1.0]]})
         assert status == 503
