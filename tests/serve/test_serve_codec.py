@@ -83,6 +83,32 @@ class TestV2:
         with pytest.raises(BadRequestError, match="given twice"):
             decode_v2(v2(x, x))
 
+    def test_a_table_sent_column_by_column_decodes_as_one_matrix(self) -> None:
+        from shipyard.models import ColumnMatrix
+
+        cols = [
+            {"name": n, "shape": [2], "datatype": "FP64", "data": d}
+            for n, d in (("b", [1.0, 2.0]), ("a", [3.0, 4.0]), ("c", [5.0, 6.0]))
+        ]
+        inputs, _ = decode_v2(v2(*cols))
+        assert isinstance(inputs, ColumnMatrix)
+        assert list(inputs) == ["b", "a", "c"]
+        np.testing.assert_array_equal(inputs["a"], [3.0, 4.0])
+        np.testing.assert_array_equal(inputs.matrix, [[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]])
+        # anything irregular takes the input-by-input path, with its checks
+        mixed = [*cols[:2], {"name": "c", "shape": [2], "datatype": "INT64", "data": [1, 2]}]
+        inputs, _ = decode_v2(v2(*mixed))
+        assert not isinstance(inputs, ColumnMatrix)
+        assert inputs["c"].dtype == np.int64
+        with pytest.raises(BadRequestError, match="needs 2"):
+            decode_v2(v2(*cols[:2], {"name": "c", "shape": [2], "datatype": "FP64", "data": [1.0]}))
+        with pytest.raises(BadRequestError, match="cannot hold strings"):
+            decode_v2(
+                v2(*cols[:2], {"name": "c", "shape": [2], "datatype": "FP64", "data": ["x", "y"]})
+            )
+        with pytest.raises(BadRequestError, match="given twice"):
+            decode_v2(v2(cols[0], cols[0]))
+
     def test_binary_tensors_round_trip(self) -> None:
         floats = np.arange(6, dtype=np.float32).reshape(2, 3)
         words = ["héllo", "", "x"]

@@ -126,7 +126,7 @@ def _matrix_feeds(x: ColumnMatrix, plan: _Plan) -> dict[str, np.ndarray[Any, Any
         name, _, dtype, stacked = plan[0]
         assert stacked is not None
         matrix = _reorder(x, stacked)
-        return None if matrix is None else {name: matrix.astype(dtype, copy=False)}
+        return None if matrix is None else {name: np.ascontiguousarray(matrix, dtype=dtype)}
     if plan.uniform is None:
         return None
     matrix = _reorder(x, plan.names)
