@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from shipyard.errors import InvalidArgumentError
+from shipyard.errors import InvalidArgumentError, NotFoundError
 from shipyard.types import ParamValue
 
 __all__ = [
@@ -288,8 +288,6 @@ def read_yaml(path: Any, what: str) -> Any:
     from pathlib import Path
 
     import yaml
-
-    from shipyard.errors import NotFoundError
 
     p = Path(path)
     if not p.is_file():

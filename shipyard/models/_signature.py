@@ -120,6 +120,11 @@ class Schema:
     def names(self) -> list[str]:
         return list(self._names)
 
+    @property
+    def uniform_dtype(self) -> str | None:
+        """The dtype every spec has, or None when they differ."""
+        return self._uniform
+
     def describe(self) -> str:
         """``a: float64, c: string`` or ``x: float32 (any, 4)``, for messages."""
         parts = []
@@ -203,16 +208,13 @@ def loaded_pandas() -> Any:
     return pd if getattr(pd, "DataFrame", None) is not None else None
 
 
-_pandas = loaded_pandas
-
-
 def _is_frame(value: object) -> bool:
-    pd = _pandas()
+    pd = loaded_pandas()
     return pd is not None and isinstance(value, pd.DataFrame)
 
 
 def _is_series(value: object) -> bool:
-    pd = _pandas()
+    pd = loaded_pandas()
     return pd is not None and isinstance(value, pd.Series)
 
 
@@ -340,6 +342,15 @@ class ColumnMatrix(Mapping[str, "np.ndarray[Any, Any]"]):
     def __contains__(self, name: object) -> bool:
         return name in self._index
 
+    def select(self, names: tuple[str, ...]) -> np.ndarray[Any, Any] | None:
+        """The matrix with the columns ``names`` in that order (no copy when they
+        already are), or None when one of them is missing."""
+        if self.names == names:
+            return self.matrix
+        if not self._index.keys() >= set(names):
+            return None
+        return self.matrix[:, [self._index[n] for n in names]]
+
 
 def _enforce_matrix(schema: Schema, arrays: ColumnMatrix) -> ColumnMatrix | None:
     """The whole-matrix check of :func:`enforce_arrays` for numeric columns of one
@@ -348,11 +359,9 @@ def _enforce_matrix(schema: Schema, arrays: ColumnMatrix) -> ColumnMatrix | None
     names = schema._names
     if arrays.matrix.dtype.kind not in "biuf" or dtype in (None, "string", "datetime64"):
         return None
-    matrix = arrays.matrix
-    if arrays.names != names:
-        if not arrays._index.keys() >= set(names):
-            return None
-        matrix = matrix[:, [arrays._index[n] for n in names]]
+    matrix = arrays.select(names)
+    if matrix is None:
+        return None
     try:
         return ColumnMatrix(cast(matrix, dtype, "input"), names)
     except InvalidArgumentError:

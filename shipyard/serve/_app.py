@@ -320,41 +320,14 @@ class ServeApp:
         else:
             raise HttpError(404, f"no endpoint {path}")
 
-    async def _infer(
-        self, name: str, version: str | None, scope: Scope, receive: Receive, send: Send
+    async def _counted(
+        self, protocol: str, served: ServedModel, current: Version, work: Awaitable[None]
     ) -> None:
+        """Run one inference request's ``work``, counting its status and time."""
         started = time.perf_counter()
-        headers = _headers(scope)
-        served, current = self._model(name, version)
         status = 200
         try:
-            ctype = _content_type(headers)
-            if ctype not in (b"", _JSON, b"application/octet-stream"):
-                raise HttpError(
-                    415,
-                    f"content type {ctype.decode(errors='replace')!r} is not supported: "
-                    "send application/json (or the binary tensor extension)",
-                )
-            body = await self._body(scope, receive, headers)
-            header = headers.get(b"inference-header-content-length")
-            if header is not None and not header.isdigit():
-                raise HttpError(400, "Inference-Header-Content-Length must be an integer")
-            try:
-                inputs, request = decode_v2(body, None if header is None else int(header))
-                arrays = current.check(as_matrix(inputs) if current.matrix else inputs)
-            except InvalidArgumentError as e:
-                raise HttpError(400, str(e)) from None
-            outputs = await self._predict(served, current, arrays)
-            try:
-                out, head = encode_v2(served.name, current.number, outputs, request)
-            except BadRequestError as e:
-                raise HttpError(400, str(e)) from None
-            extra = None
-            ctype_out = _JSON
-            if head is not None:
-                extra = [(b"inference-header-content-length", str(head).encode())]
-                ctype_out = b"application/octet-stream"
-            await _respond(send, 200, out, ctype_out, extra)
+            await work
         except HttpError as e:
             status = e.status
             raise
@@ -363,8 +336,48 @@ class ServeApp:
             raise
         finally:
             self.metrics.observe(
-                served.name, current.label, "v2", status, time.perf_counter() - started
+                served.name, current.label, protocol, status, time.perf_counter() - started
             )
+
+    async def _infer(
+        self, name: str, version: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        served, current = self._model(name, version)
+        await self._counted(
+            "v2", served, current, self._infer_body(current, served, scope, receive, send)
+        )
+
+    async def _infer_body(
+        self, current: Version, served: ServedModel, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers = _headers(scope)
+        ctype = _content_type(headers)
+        if ctype not in (b"", _JSON, b"application/octet-stream"):
+            raise HttpError(
+                415,
+                f"content type {ctype.decode(errors='replace')!r} is not supported: "
+                "send application/json (or the binary tensor extension)",
+            )
+        body = await self._body(scope, receive, headers)
+        header = headers.get(b"inference-header-content-length")
+        if header is not None and not header.isdigit():
+            raise HttpError(400, "Inference-Header-Content-Length must be an integer")
+        try:
+            inputs, request = decode_v2(body, None if header is None else int(header))
+            arrays = current.check(as_matrix(inputs) if current.matrix else inputs)
+        except InvalidArgumentError as e:
+            raise HttpError(400, str(e)) from None
+        outputs = await self._predict(served, current, arrays)
+        try:
+            out, head = encode_v2(served.name, current.number, outputs, request)
+        except BadRequestError as e:
+            raise HttpError(400, str(e)) from None
+        extra = None
+        ctype_out = _JSON
+        if head is not None:
+            extra = [(b"inference-header-content-length", str(head).encode())]
+            ctype_out = b"application/octet-stream"
+        await _respond(send, 200, out, ctype_out, extra)
 
     async def _predict(self, served: ServedModel, current: Version, arrays: Any) -> Any:
         rows = rows_of(arrays)
@@ -400,38 +413,30 @@ class ServeApp:
             name = next(iter(self.models))
         else:
             name = path[len("/models/") : -len("/invocations")]
-        started = time.perf_counter()
         served, current = self._model(name)
-        status = 200
-        try:
-            headers = _headers(scope)
-            ctype = _content_type(headers)
-            if ctype != _JSON:
-                raise HttpError(
-                    415,
-                    f"content type {ctype.decode(errors='replace') or '(none)'!r} is not "
-                    "supported: send application/json",
-                )
-            body = await self._body(scope, receive, headers)
-            try:
-                inputs = decode_invocations(
-                    body, current.kind, current.names, matrix=current.matrix
-                )
-                arrays = current.check(inputs)
-            except InvalidArgumentError as e:
-                raise HttpError(400, str(e)) from None
-            outputs = await self._predict(served, current, arrays)
-            await _respond(send, 200, encode_invocations(outputs))
-        except HttpError as e:
-            status = e.status
-            raise
-        except Exception:
-            status = 500
-            raise
-        finally:
-            self.metrics.observe(
-                served.name, current.label, "invocations", status, time.perf_counter() - started
+        await self._counted(
+            "invocations", served, current, self._score(current, served, scope, receive, send)
+        )
+
+    async def _score(
+        self, current: Version, served: ServedModel, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers = _headers(scope)
+        ctype = _content_type(headers)
+        if ctype != _JSON:
+            raise HttpError(
+                415,
+                f"content type {ctype.decode(errors='replace') or '(none)'!r} is not "
+                "supported: send application/json",
             )
+        body = await self._body(scope, receive, headers)
+        try:
+            inputs = decode_invocations(body, current.kind, current.names, matrix=current.matrix)
+            arrays = current.check(inputs)
+        except InvalidArgumentError as e:
+            raise HttpError(400, str(e)) from None
+        outputs = await self._predict(served, current, arrays)
+        await _respond(send, 200, encode_invocations(outputs))
 
 
 def app_from_env() -> ServeApp:

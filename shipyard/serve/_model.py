@@ -72,7 +72,7 @@ class Version:
     def __post_init__(self) -> None:
         self.label = str(self.number)
         sig = self.model.signature
-        uniform = None if sig is None else sig.inputs._uniform
+        uniform = None if sig is None else sig.inputs.uniform_dtype
         self.matrix = self.kind == "dataframe" and uniform not in (None, "string", "datetime64")
 
     def check(self, arrays: Mapping[str, np.ndarray[Any, Any]]) -> Inputs:
@@ -276,7 +276,7 @@ class ServedModel:
         (an ONNX export is a package of its own, profiled only on its examples)."""
         if self.config.drift_window <= 0:
             return None
-        from shipyard.models._profile import profile_of
+        from shipyard.models import profile_of
         from shipyard.monitor import DriftWindow
 
         manifest = model.manifest

@@ -105,19 +105,6 @@ class _Plan(list[_Feed]):
         )
 
 
-def _plan(inputs: list[dict[str, Any]]) -> _Plan:
-    return _Plan(inputs)
-
-
-def _reorder(x: ColumnMatrix, names: tuple[str, ...]) -> np.ndarray[Any, Any] | None:
-    """The matrix with its columns in ``names``' order (None if one is missing)."""
-    if x.names == names:
-        return x.matrix
-    if not x._index.keys() >= set(names):
-        return None
-    return x.matrix[:, [x._index[n] for n in names]]
-
-
 def _matrix_feeds(x: ColumnMatrix, plan: _Plan) -> dict[str, np.ndarray[Any, Any]] | None:
     """A matrix of columns fed with one cast: to a matrix input stacked from those
     columns, or to one-column inputs of one dtype (a view per column). None when
@@ -125,11 +112,11 @@ def _matrix_feeds(x: ColumnMatrix, plan: _Plan) -> dict[str, np.ndarray[Any, Any
     if len(plan) == 1 and plan[0][3] is not None and plan[0][2] is not None:
         name, _, dtype, stacked = plan[0]
         assert stacked is not None
-        matrix = _reorder(x, stacked)
+        matrix = x.select(stacked)
         return None if matrix is None else {name: np.ascontiguousarray(matrix, dtype=dtype)}
     if plan.uniform is None:
         return None
-    matrix = _reorder(x, plan.names)
+    matrix = x.select(plan.names)
     if matrix is None:
         return None
     rows, width = matrix.shape
@@ -267,7 +254,7 @@ class OnnxFlavor(Flavor):
             options.inter_op_num_threads = 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(source, options, providers=providers)
-        plan = _plan(list(config["inputs"]))
+        plan = _Plan(list(config["inputs"]))
         names = [o["name"] for o in config["outputs"]]
 
         def predict(x: Any) -> Any:
